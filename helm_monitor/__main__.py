@@ -1,0 +1,3 @@
+from helm_monitor.cli import main
+
+raise SystemExit(main())

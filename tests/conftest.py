@@ -1,0 +1,58 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.claude import ClaudeDir
+from tests.support.server import HelmServer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def claude(tmp_path) -> ClaudeDir:
+    """An empty Claude data directory with projects/ and sessions/."""
+    return ClaudeDir(tmp_path / "claude")
+
+
+@pytest.fixture
+def sample_dir(tmp_path):
+    """Copy a real sample data directory (made by the real CLI) into tmp_path."""
+    def copy(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(FIXTURES / name, dest)
+        for p in dest.rglob("*"):
+            p.chmod(0o700 if p.is_dir() else 0o600)
+        return dest
+    return copy
+
+
+@pytest.fixture
+def server_factory(tmp_path, request):
+    """Start real servers (gunicorn + gevent worker); all are stopped at teardown."""
+    servers: list[HelmServer] = []
+
+    def start(claude_dir, **kw) -> HelmServer:
+        srv = HelmServer(Path(claude_dir), log_path=tmp_path / f"server-{len(servers)}.log", **kw)
+        servers.append(srv)
+        return srv.start(wait=kw.pop("wait", True) if "wait" in kw else True)
+
+    yield start
+    for srv in servers:
+        srv.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        for srv in servers:
+            print(f"--- server log ({srv.url}) ---\n{srv.log()}")
+
+
+@pytest.fixture
+def server(claude, server_factory) -> HelmServer:
+    """A running helm-monitor on a free port, watching the ``claude`` directory."""
+    return server_factory(claude.root)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
