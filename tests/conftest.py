@@ -32,10 +32,10 @@ def server_factory(tmp_path, request):
     """Start real servers (gunicorn + gevent worker); all are stopped at teardown."""
     servers: list[HelmServer] = []
 
-    def start(claude_dir, **kw) -> HelmServer:
+    def start(claude_dir, wait: bool = True, **kw) -> HelmServer:
         srv = HelmServer(Path(claude_dir), log_path=tmp_path / f"server-{len(servers)}.log", **kw)
         servers.append(srv)
-        return srv.start(wait=kw.pop("wait", True) if "wait" in kw else True)
+        return srv.start(wait=wait)
 
     yield start
     for srv in servers:
