@@ -1,0 +1,436 @@
+"""The Claude data directory as a set of sessions, kept up to date path by path.
+
+:class:`Catalog` is the domain's whole surface: the live layer tells it which
+paths changed and gets back the ids of the sessions that changed; the web
+layer asks it for sessions and conversations. It reads files only when told
+a path changed (or on a full scan), never writes, and keeps per-file state so
+an append costs time proportional to the appended bytes.
+
+Not thread-safe: one caller at a time (the live layer's pump).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Callable, Iterator
+
+from helm_monitor.claude import records as R
+from helm_monitor.claude.conversation import Conversation
+from helm_monitor.claude.index import IndexHints, read_index
+from helm_monitor.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
+from helm_monitor.claude.redact import redact
+from helm_monitor.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
+from helm_monitor.claude.transcript import TranscriptReader, read_first_session_id
+
+log = logging.getLogger(__name__)
+
+# Claude Code versions before this keep no live-process registry.
+REGISTRY_SINCE = (2, 1, 75)
+# Without a registry, a transcript written this recently counts as busy.
+RECENT_WRITE_S = 60.0
+SOURCE = "claude-code"
+_CONVERSATIONS_CACHED = 8
+
+
+def parse_version(value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    parts = []
+    for piece in value.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            return None
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def iso_from_epoch(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _Transcript:
+    __slots__ = ("reader", "project", "session_id")
+
+    def __init__(self, path: str, project: str, session_id: str):
+        self.reader = TranscriptReader(path)
+        self.project = project
+        self.session_id = session_id
+
+
+class Catalog:
+    def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time, proc_root: str = "/proc"):
+        self.layout = Layout(root)
+        self.clock = clock
+        self.proc_root = proc_root
+        self._transcripts: dict[str, _Transcript] = {}  # path -> transcript
+        self._paths_by_id: dict[str, set[str]] = {}
+        self._subagents: dict[str, set[str]] = {}  # session id -> subagent transcript paths
+        self._legacy: dict[str, str] = {}  # legacy sidechain path -> parent session id
+        self._legacy_count: dict[str, int] = {}
+        self._indexes: dict[str, IndexHints] = {}  # project -> hints
+        self._registry: dict[str, RegistryEntry] = {}  # registry path -> entry
+        self._alive: dict[str, bool] = {}  # registry path -> pid alive
+        self.incomplete_registry: set[str] = set()  # registry paths to read again soon
+        self._warned: set[tuple[str, str]] = set()
+        self._conversations: OrderedDict[str, Conversation] = OrderedDict()
+
+    # ------------------------------------------------------------------ scanning
+    def iter_paths(self) -> Iterator[str]:
+        """Every path the catalog reads, found by walking the directory (no reading)."""
+        yield from self._walk_registry()
+        yield from self._walk_projects(self.layout.projects)
+
+    def _walk_registry(self) -> Iterator[str]:
+        for entry in self._scandir(self.layout.registry):
+            if entry.name.endswith(".json"):
+                yield entry.path
+
+    def _walk_projects(self, top: str) -> Iterator[str]:
+        info = self.layout.classify(top, is_dir=True)
+        if info.kind is Kind.PROJECTS_DIR:
+            for entry in self._scandir(top):
+                if self._is_dir(entry):
+                    yield from self._walk_project(entry.path)
+        elif info.kind is Kind.PROJECT_DIR:
+            yield from self._walk_project(top)
+        elif info.kind is Kind.SESSION_DIR:
+            yield from self._walk_session_dir(top)
+
+    def _walk_project(self, project_dir: str) -> Iterator[str]:
+        subdirs = []
+        for entry in self._scandir(project_dir):
+            name = entry.name
+            if name.endswith(".jsonl") or name == "sessions-index.json":
+                yield entry.path
+            elif is_valid_session_id(name) and self._is_dir(entry):
+                subdirs.append(entry.path)
+        for d in subdirs:
+            yield from self._walk_session_dir(d)
+
+    def _walk_session_dir(self, path: str) -> Iterator[str]:
+        # Only subagents/ holds transcripts below a session folder; tool-results/ etc. are not read.
+        parts = os.path.relpath(path, self.layout.projects).split(os.sep)
+        if len(parts) == 2:
+            path = os.path.join(path, "subagents")
+        stack = [path]
+        while stack:
+            d = stack.pop()
+            for entry in self._scandir(d):
+                if entry.name.startswith("agent-") and entry.name.endswith(".jsonl"):
+                    yield entry.path
+                elif self._is_dir(entry):
+                    stack.append(entry.path)
+
+    def _scandir(self, path: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+            self._warned.discard((path, "dir"))
+            return entries
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self._warn(path, "dir", f"cannot list {path}: {exc.strerror}; skipped")
+            return []
+
+    @staticmethod
+    def _is_dir(entry: os.DirEntry) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError:
+            return False
+
+    def full_scan(self) -> set[str]:
+        """Read everything; forget what is gone. Returns the ids of sessions that changed."""
+        seen = set()
+        changed: set[str] = set()
+        for path in self.iter_paths():
+            seen.add(path)
+            changed |= self.apply(path)
+        for path in self.known_paths() - seen:
+            changed |= self.apply(path)  # it is gone: apply() notices
+        return changed
+
+    def known_paths(self) -> set[str]:
+        known = set(self._transcripts) | set(self._legacy) | set(self._registry) | self.incomplete_registry
+        for paths in self._subagents.values():
+            known |= paths
+        known |= {os.path.join(self.layout.projects, p, "sessions-index.json") for p in self._indexes}
+        return known
+
+    # ------------------------------------------------------------------ changes
+    def apply(self, path: str, is_dir: bool | None = None) -> set[str]:
+        """Bring what the catalog knows of ``path`` up to date. Returns changed session ids."""
+        info = self.layout.classify(path, is_dir)
+        kind = info.kind
+        if kind is Kind.TRANSCRIPT:
+            return self._apply_transcript(path, info.project, info.session_id)
+        if kind is Kind.SUBAGENT:
+            return self._apply_subagent(path, info.session_id)
+        if kind is Kind.LEGACY_SIDECHAIN:
+            return self._apply_legacy(path)
+        if kind is Kind.REGISTRY:
+            return self._apply_registry(path, info.pid)
+        if kind is Kind.INDEX:
+            return self._apply_index(path, info.project)
+        if kind in (Kind.ROOT, Kind.PROJECTS_DIR, Kind.PROJECT_DIR, Kind.SESSION_DIR, Kind.REGISTRY_DIR):
+            return self.apply_dir(path)
+        return set()
+
+    def apply_dir(self, path: str) -> set[str]:
+        """A directory appeared, vanished or moved: reconcile everything below it."""
+        path = os.path.abspath(path)
+        if path == self.layout.root:
+            return self.full_scan()
+        below = [p for p in self.known_paths() if p.startswith(path + os.sep)]
+        changed: set[str] = set()
+        present = set()
+        if os.path.isdir(path):
+            walker = self._walk_registry() if path == self.layout.registry else self._walk_projects(path)
+            for p in walker:
+                present.add(p)
+                changed |= self.apply(p)
+        for p in below:
+            if p not in present:
+                changed |= self.apply(p)
+        return changed
+
+    def _apply_transcript(self, path: str, project: str, session_id: str) -> set[str]:
+        t = self._transcripts.get(path)
+        if t is None:
+            t = _Transcript(path, project, session_id)
+        try:
+            changed = t.reader.update()
+        except FileNotFoundError:
+            return self._forget_transcript(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return self._forget_transcript(path)
+            self._warn(path, "read", f"cannot read {path}: {exc.strerror}; skipped")
+            return set()
+        self._warned.discard((path, "read"))
+        if path not in self._transcripts:
+            self._transcripts[path] = t
+            self._paths_by_id.setdefault(session_id, set()).add(path)
+            return {session_id}
+        return {session_id} if changed else set()
+
+    def _forget_transcript(self, path: str) -> set[str]:
+        t = self._transcripts.pop(path, None)
+        self._conversations.pop(path, None)
+        if t is None:
+            return set()
+        paths = self._paths_by_id.get(t.session_id)
+        if paths is not None:
+            paths.discard(path)
+            if not paths:
+                del self._paths_by_id[t.session_id]
+        return {t.session_id}
+
+    def _apply_subagent(self, path: str, session_id: str) -> set[str]:
+        paths = self._subagents.setdefault(session_id, set())
+        exists = os.path.isfile(path)
+        if exists == (path in paths):
+            if not paths:
+                del self._subagents[session_id]
+            return set()
+        if exists:
+            paths.add(path)
+        else:
+            paths.discard(path)
+            if not paths:
+                del self._subagents[session_id]
+        return {session_id}
+
+    def _apply_legacy(self, path: str) -> set[str]:
+        old = self._legacy.get(path)
+        parent = read_first_session_id(path) if os.path.isfile(path) else None
+        if parent == old:
+            return set()
+        changed = set()
+        if old is not None:
+            del self._legacy[path]
+            self._legacy_count[old] -= 1
+            if not self._legacy_count[old]:
+                del self._legacy_count[old]
+            changed.add(old)
+        if parent is not None:
+            self._legacy[path] = parent
+            self._legacy_count[parent] = self._legacy_count.get(parent, 0) + 1
+            changed.add(parent)
+        return changed
+
+    def _apply_index(self, path: str, project: str) -> set[str]:
+        old = self._indexes.get(project)
+        try:
+            hints = read_index(path)
+            self._warned.discard((path, "index"))
+        except FileNotFoundError:
+            hints = None
+        except (OSError, ValueError) as exc:
+            self._warn(path, "index", f"ignoring unusable sessions index {path}: {exc}")
+            hints = None
+        if hints is None:
+            self._indexes.pop(project, None)
+        else:
+            self._indexes[project] = hints
+        ids = set(old.entries if old else ()) | set(hints.entries if hints else ())
+        return {i for i in ids if i in self._paths_by_id}
+
+    def _apply_registry(self, path: str, pid: int) -> set[str]:
+        old = self._registry.get(path)
+        try:
+            entry = read_entry(path, pid)
+        except FileNotFoundError:
+            entry = None
+            self.incomplete_registry.discard(path)
+        except Incomplete as exc:
+            # Rewritten in place: caught half written. Keep what we had and retry.
+            self.incomplete_registry.add(path)
+            log.debug("registry file %s incomplete (%s); will retry", path, exc)
+            return set()
+        except OSError as exc:
+            self._warn(path, "registry", f"cannot read registry file {path}: {exc.strerror}")
+            return set()
+        else:
+            self.incomplete_registry.discard(path)
+        old_alive = self._alive.get(path, False)
+        if entry is None:
+            self._registry.pop(path, None)
+            self._alive.pop(path, None)
+        else:
+            self._registry[path] = entry
+            self._alive[path] = is_alive(entry, self.proc_root)
+        if old == entry and old_alive == self._alive.get(path, False):
+            return set()
+        return {e.session_id for e in (old, entry) if e is not None}
+
+    def check_liveness(self) -> set[str]:
+        """Re-check every registered pid (cheap: one /proc read each). Returns changed ids."""
+        changed = set()
+        for path, entry in self._registry.items():
+            alive = is_alive(entry, self.proc_root)
+            if alive != self._alive.get(path):
+                self._alive[path] = alive
+                changed.add(entry.session_id)
+        return changed
+
+    def retry_incomplete(self) -> set[str]:
+        changed = set()
+        for path in list(self.incomplete_registry):
+            info = self.layout.classify(path)
+            if info.kind is Kind.REGISTRY:
+                changed |= self._apply_registry(path, info.pid)
+        return changed
+
+    def status_deadline(self) -> float | None:
+        """The earliest wall-clock time at which a session's status turns by time alone."""
+        now = self.clock()
+        best = None
+        for t in self._transcripts.values():
+            due = t.reader.mtime + RECENT_WRITE_S
+            if due > now and self._uses_recent_write_rule(t) and (best is None or due < best):
+                best = due
+        return best
+
+    # ------------------------------------------------------------------ reading
+    def session_ids(self) -> set[str]:
+        return set(self._paths_by_id)
+
+    def sessions(self) -> dict[str, dict]:
+        return {sid: self.session(sid) for sid in self._paths_by_id}
+
+    def session(self, session_id: str) -> dict | None:
+        t = self._primary(session_id)
+        return None if t is None else self._build(t)
+
+    def transcript_path(self, session_id: str) -> str | None:
+        t = self._primary(session_id)
+        return None if t is None else t.reader.path
+
+    def _primary(self, session_id: str) -> _Transcript | None:
+        paths = self._paths_by_id.get(session_id)
+        if not paths:
+            return None
+        if len(paths) == 1:
+            return self._transcripts[next(iter(paths))]
+        # The same id in two project folders: the most recently written wins.
+        return max((self._transcripts[p] for p in paths), key=lambda t: t.reader.mtime)
+
+    def _live_entry(self, session_id: str) -> RegistryEntry | None:
+        best = None
+        for path, entry in self._registry.items():
+            if entry.session_id == session_id and self._alive.get(path):
+                if best is None or entry.updated_at > best.updated_at:
+                    best = entry
+        return best
+
+    def _uses_recent_write_rule(self, t: _Transcript) -> bool:
+        version = parse_version(t.reader.stats.version)
+        return version is None or version < REGISTRY_SINCE
+
+    def _build(self, t: _Transcript) -> dict:
+        st = t.reader.stats
+        sid = t.session_id
+        hints = self._indexes.get(t.project)
+        hint = hints.entries.get(sid, {}) if hints else {}
+        first_prompt = st.first_prompt
+        title = (st.custom_title or hint.get("customTitle") or st.ai_title or st.summary or hint.get("summary")
+                 or (R.collapse(first_prompt, R.TITLE_PROMPT_MAX) if first_prompt else None) or "Untitled session")
+        project_path = st.cwd or hint.get("projectPath") or (hints.original_path if hints else None) \
+            or decode_project_dir(t.project)
+        live = self._live_entry(sid)
+        if live is not None:
+            status, pid = live.effective_status, live.pid
+        elif self._uses_recent_write_rule(t) and self.clock() - t.reader.mtime < RECENT_WRITE_S:
+            status, pid = "busy", None
+        else:
+            status, pid = "ended", None
+        tokens = st.tokens
+        return {
+            "id": sid,
+            "source": SOURCE,
+            "projectPath": project_path,
+            "projectDir": t.project,
+            "title": redact(title),
+            "firstPrompt": redact(first_prompt) if first_prompt else None,
+            "lastPrompt": redact(st.last_prompt) if st.last_prompt else None,
+            "messageCount": st.message_count,
+            "createdAt": st.first_ts or iso_from_epoch(min(t.reader.ctime, t.reader.mtime) or t.reader.mtime),
+            "updatedAt": st.last_ts or iso_from_epoch(t.reader.mtime),
+            "gitBranch": st.git_branch,
+            "model": st.model,
+            "tokens": {"input": tokens[0], "output": tokens[1], "cacheRead": tokens[2], "cacheCreation": tokens[3]},
+            "status": status,
+            "pid": pid,
+            "subagentCount": len(self._subagents.get(sid, ())) + self._legacy_count.get(sid, 0),
+            "sizeBytes": t.reader.size,
+            "version": st.version,
+        }
+
+    def messages(self, session_id: str, offset: int = 0, limit: int = 100) -> dict | None:
+        """A page of the conversation, or None for an unknown session."""
+        path = self.transcript_path(session_id)
+        if path is None:
+            return None
+        conv = self._conversations.get(path)
+        if conv is None:
+            conv = Conversation(path)
+            self._conversations[path] = conv
+            while len(self._conversations) > _CONVERSATIONS_CACHED:
+                self._conversations.popitem(last=False)
+        else:
+            self._conversations.move_to_end(path)
+        return conv.page(offset, limit)
+
+    # ------------------------------------------------------------------ misc
+    def _warn(self, path: str, what: str, message: str) -> None:
+        if (path, what) not in self._warned:
+            self._warned.add((path, what))
+            log.warning(message)
+

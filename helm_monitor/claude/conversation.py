@@ -1,0 +1,172 @@
+"""A transcript as a conversation: the messages of one session, paged.
+
+The file is indexed incrementally (offsets of the lines that are messages),
+so paging through a large transcript reads only the lines of the page, and
+following a live session reads only what was appended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+
+import orjson
+
+from helm_monitor.claude import records as R
+from helm_monitor.claude.redact import redact
+from helm_monitor.claude.transcript import READ_CHUNK_BYTES, TranscriptReader
+
+MAX_LIMIT = 500
+TEXT_MAX = 20_000
+TOOL_INPUT_MAX = 2_000
+TOOL_RESULT_MAX = 4_000
+_MESSAGE_TYPES = (b"user", b"assistant")
+
+
+class Conversation:
+    def __init__(self, path: str):
+        self.path = path
+        self._starts = array("q")
+        self._ends = array("q")
+        self._offset = 0
+        self._inode: int | None = None
+        self._pending_start = 0
+
+    def _update(self) -> None:
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if self._inode is not None and (st.st_ino != self._inode or st.st_size < self._offset):
+                self._starts = array("q")
+                self._ends = array("q")
+                self._offset = 0
+            self._inode = st.st_ino
+            # Re-read from the start of the unfinished line (if any).
+            pos = self._offset
+            f.seek(pos)
+            carry = b""
+            while True:
+                chunk = f.read(READ_CHUNK_BYTES)
+                if not chunk:
+                    break
+                buf = carry + chunk if carry else chunk
+                base = pos - len(carry)
+                start = 0
+                while True:
+                    nl = buf.find(b"\n", start)
+                    if nl < 0:
+                        break
+                    if self._is_message(buf, start, nl):
+                        self._starts.append(base + start)
+                        self._ends.append(base + nl)
+                    start = nl + 1
+                carry = buf[start:]
+                pos += len(chunk)
+                self._offset = base + start
+            # an unfinished last line stays unread until it is completed
+
+    @staticmethod
+    def _is_message(buf: bytes, start: int, end: int) -> bool:
+        if end <= start or TranscriptReader._skippable(buf, start, end):
+            return False
+        if buf.startswith(b'{"type":"', start):
+            q = buf.find(b'"', start + 9, start + 64)
+            if buf[start + 9:q] not in _MESSAGE_TYPES:
+                return False
+        try:
+            rec = orjson.loads(buf[start:end])
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(rec, dict) and rec.get("type") in ("user", "assistant") and rec.get("isSidechain") is not True
+
+    def page(self, offset: int = 0, limit: int = 100) -> dict:
+        self._update()
+        total = len(self._starts)
+        offset = max(0, min(offset, total))
+        limit = max(1, min(limit, MAX_LIMIT))
+        end = min(total, offset + limit)
+        messages = []
+        if end > offset:
+            with open(self.path, "rb") as f:
+                for i in range(offset, end):
+                    f.seek(self._starts[i])
+                    line = f.read(self._ends[i] - self._starts[i])
+                    try:
+                        rec = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue  # rewritten under us; the next page call re-indexes
+                    messages.append(to_message(i, rec))
+        return {"messages": messages, "nextOffset": end if end < total else None, "total": total}
+
+
+def _clip(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    return text[:limit] + "\u2026", True
+
+
+def _result_text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, dict):
+                if block.get("type") == "text" and isinstance(block.get("text"), str):
+                    parts.append(block["text"])
+                elif block.get("type") == "image":
+                    parts.append("[image]")
+        return "\n".join(parts)
+    return "" if content is None else str(content)
+
+
+def _blocks(content) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": redact(_clip(content, TEXT_MAX)[0])}]
+    if not isinstance(content, list):
+        return []
+    out = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            out.append({"type": "text", "text": redact(_clip(block["text"], TEXT_MAX)[0])})
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            out.append({"type": "thinking", "text": redact(_clip(block["thinking"], TEXT_MAX)[0])})
+        elif kind == "tool_use":
+            raw = block.get("input")
+            text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+            out.append({"type": "tool_use", "id": R.str_or_none(block.get("id")), "name": R.str_or_none(block.get("name")) or "tool",
+                        "input": redact(_clip(text, TOOL_INPUT_MAX)[0])})
+        elif kind == "tool_result":
+            text, truncated = _clip(_result_text(block.get("content")), TOOL_RESULT_MAX)
+            out.append({"type": "tool_result", "toolUseId": R.str_or_none(block.get("tool_use_id")), "text": redact(text),
+                        "isError": block.get("is_error") is True, "truncated": truncated})
+        elif kind == "image":
+            out.append({"type": "image"})
+    return out
+
+
+def to_message(index: int, rec: dict) -> dict:
+    role = "assistant" if rec.get("type") == "assistant" else "user"
+    message = rec.get("message") if isinstance(rec.get("message"), dict) else {}
+    blocks = _blocks(message.get("content"))
+    if role == "assistant":
+        kind = "reply"
+    elif R.prompt_of(rec) is not None:
+        kind = "prompt"
+    elif blocks and all(b["type"] == "tool_result" for b in blocks):
+        kind = "tool-result"
+    else:
+        kind = "meta"
+    return {
+        "index": index,
+        "uuid": R.str_or_none(rec.get("uuid")),
+        "role": role,
+        "kind": kind,
+        "timestamp": R.str_or_none(rec.get("timestamp")),
+        "model": R.str_or_none(message.get("model")) if role == "assistant" else None,
+        "messageId": R.str_or_none(message.get("id")) if role == "assistant" else None,
+        "blocks": blocks,
+    }

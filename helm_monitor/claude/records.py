@@ -1,0 +1,89 @@
+"""What one transcript record means for the session list.
+
+Claude Code's records are not a documented interface: every accessor here
+checks types and treats anything unexpected as absent.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A user record whose text starts with one of these is injected by Claude Code
+# (slash-command echoes, shell output, system reminders), not typed by the user.
+NOT_A_PROMPT_PREFIXES = ("<command-", "<local-command-", "<bash-", "<system-", "[Request interrupted by user")
+
+FIRST_PROMPT_MAX = 200
+TITLE_PROMPT_MAX = 120
+_WS = re.compile(r"\s+")
+
+
+def text_of(content) -> str | None:
+    """The text of a message's content: a string, or the text blocks of a list.
+
+    A list carrying any ``tool_result`` block is a tool result, not text.
+    """
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return None
+    parts = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "tool_result":
+            return None
+        if kind == "text" and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "\n".join(parts) if parts else None
+
+
+def prompt_of(record: dict) -> str | None:
+    """The prompt a ``user`` record carries, or None if it is not a real prompt."""
+    if record.get("isMeta") is True or record.get("isSidechain") is True:
+        return None
+    message = record.get("message")
+    if not isinstance(message, dict):
+        return None
+    text = text_of(message.get("content"))
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped or stripped.startswith(NOT_A_PROMPT_PREFIXES):
+        return None
+    return stripped
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def collapse(text: str, limit: int) -> str:
+    return clip(_WS.sub(" ", text).strip(), limit)
+
+
+def as_int(value) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, float) and value == value and value >= 0:
+        return int(value)
+    return 0
+
+
+def usage_of(message: dict) -> tuple[int, int, int, int]:
+    """(input, output, cacheRead, cacheCreation) of an assistant message."""
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        return (0, 0, 0, 0)
+    return (
+        as_int(usage.get("input_tokens")),
+        as_int(usage.get("output_tokens")),
+        as_int(usage.get("cache_read_input_tokens")),
+        as_int(usage.get("cache_creation_input_tokens")),
+    )
+
+
+def str_or_none(value) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,300 @@
+"""Incremental reading of one JSONL transcript into running session totals.
+
+Reading what was appended costs time proportional to the appended bytes: the
+reader keeps its offset, the unfinished last line and the running totals. A
+file that shrinks or is replaced (another inode) is read again from the start.
+
+Most of a 2.1.330 transcript's bytes are bookkeeping (attachments, copies of
+API requests, file-history snapshots) that the session list never needs; such
+lines are recognised by their first bytes and skipped without JSON parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import orjson
+
+from helm_monitor.claude import records as R
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+# A line longer than this is dropped (and logged) rather than held in memory.
+MAX_LINE_BYTES = 256 * 1024 * 1024
+# Bytes at the start of a line enough to tell a skippable record.
+_PREFIX_BYTES = 512
+
+# Record types read for the session list; every other type is bookkeeping.
+WANTED_TYPES = frozenset({b"user", b"assistant", b"summary", b"ai-title", b"custom-title", b"agent-name"})
+_TYPE_FIRST = b'{"type":"'
+# Conversation records put parentUuid and isSidechain first; an attachment
+# (the bulk of a 2.1.330 file) names its payload third.
+_ATTACHMENT_RE = re.compile(rb'\{"parentUuid":(?:null|"[^"]{0,80}"),"isSidechain":(?:true|false),"attachment":')
+# Top-level timestamps of skipped records. Bookkeeping records carry it among
+# their first scalar keys (a nested one, as in file-history snapshots, sits
+# behind an object and does not match); an attachment carries it after its payload.
+_HEAD_TIMESTAMP_RE = re.compile(
+    rb'\{"type":"[^"]{1,64}",(?:"[A-Za-z]{1,40}":(?:"[^"\\]{0,200}"|-?[0-9.eE+]{1,40}|true|false|null),){0,6}'
+    rb'"timestamp":"([0-9T:.+Z-]{10,40})"')
+_ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}","timestamp":"([0-9T:.+Z-]{10,40})"')
+
+
+class SessionStats:
+    """Running totals of one transcript: everything SPEC section 5 derives from records."""
+
+    __slots__ = (
+        "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
+        "summary", "first_prompt", "last_prompt", "prompt_count", "usage_by_message", "tokens",
+        "bad_lines", "records", "session_id",
+    )
+
+    def __init__(self) -> None:
+        self.first_ts: str | None = None
+        self.last_ts: str | None = None
+        self.cwd: str | None = None
+        self.git_branch: str | None = None
+        self.version: str | None = None
+        self.model: str | None = None
+        self.custom_title: str | None = None
+        self.ai_title: str | None = None
+        self.summary: str | None = None
+        self.first_prompt: str | None = None
+        self.last_prompt: str | None = None
+        self.prompt_count = 0
+        # message id -> usage of its latest record: distinct ids count once
+        self.usage_by_message: dict[str, tuple[int, int, int, int]] = {}
+        self.tokens = [0, 0, 0, 0]
+        self.bad_lines = 0
+        self.records = 0
+        self.session_id: str | None = None
+
+    @property
+    def message_count(self) -> int:
+        return self.prompt_count + len(self.usage_by_message)
+
+    def note_timestamp(self, ts: str) -> None:
+        if self.first_ts is None:
+            self.first_ts = ts
+        self.last_ts = ts
+
+    def apply(self, rec: dict) -> None:
+        self.records += 1
+        ts = rec.get("timestamp")
+        if isinstance(ts, str) and ts:
+            self.note_timestamp(ts)
+        if self.cwd is None:
+            self.cwd = R.str_or_none(rec.get("cwd"))
+        if self.session_id is None:
+            self.session_id = R.str_or_none(rec.get("sessionId"))
+        branch = R.str_or_none(rec.get("gitBranch"))
+        if branch:
+            self.git_branch = branch
+        version = R.str_or_none(rec.get("version"))
+        if version:
+            self.version = version
+        kind = rec.get("type")
+        if kind == "user":
+            prompt = R.prompt_of(rec)
+            if prompt is not None:
+                self.prompt_count += 1
+                clipped = R.clip(prompt, R.FIRST_PROMPT_MAX)
+                if self.first_prompt is None:
+                    self.first_prompt = clipped
+                self.last_prompt = clipped
+        elif kind == "assistant":
+            if rec.get("isSidechain") is True:
+                return
+            message = rec.get("message")
+            if not isinstance(message, dict):
+                return
+            model = R.str_or_none(message.get("model"))
+            if model and model != "<synthetic>":
+                self.model = model
+            mid = R.str_or_none(message.get("id"))
+            if mid is None:
+                return
+            usage = R.usage_of(message)
+            old = self.usage_by_message.get(mid)
+            if old is not None:
+                for i in range(4):
+                    self.tokens[i] -= old[i]
+            for i in range(4):
+                self.tokens[i] += usage[i]
+            self.usage_by_message[mid] = usage
+        elif kind == "summary":
+            self.summary = R.str_or_none(rec.get("summary")) or self.summary
+        elif kind == "ai-title":
+            self.ai_title = R.str_or_none(rec.get("aiTitle")) or self.ai_title
+        elif kind == "custom-title":
+            self.custom_title = R.str_or_none(rec.get("customTitle")) or self.custom_title
+        elif kind == "agent-name":
+            self.custom_title = R.str_or_none(rec.get("agentName")) or self.custom_title
+
+
+class TranscriptReader:
+    """One transcript file read incrementally into :class:`SessionStats`."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.stats = SessionStats()
+        self.offset = 0  # bytes of the file consumed, the unfinished line included
+        self.inode: int | None = None
+        self.size = 0
+        self.mtime = 0.0
+        self.ctime = 0.0
+        self._pending: list[bytes] = []  # pieces of the unfinished last line
+        self._pending_len = 0
+        self._skipping = False  # inside a long line already known to be skippable
+        self._warned = False
+
+    # -- reading ---------------------------------------------------------------
+    def update(self) -> bool:
+        """Read what was appended since the last call. True if anything changed.
+
+        Raises OSError if the file cannot be opened (gone, unreadable).
+        """
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)
+            changed = False
+            if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
+                # Replaced or rewritten shorter: start over.
+                self._reset()
+                changed = True
+            self.inode = st.st_ino
+            if st.st_mtime != self.mtime or st.st_size != self.size:
+                changed = True
+            self.size = st.st_size
+            self.mtime = st.st_mtime
+            self.ctime = st.st_ctime
+            if st.st_size > self.offset:
+                os.lseek(fd, self.offset, os.SEEK_SET)
+                remaining = st.st_size - self.offset
+                while remaining > 0:
+                    chunk = os.read(fd, min(READ_CHUNK_BYTES, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    self.offset += len(chunk)
+                    self._consume(chunk)
+                changed = True
+            return changed
+        finally:
+            os.close(fd)
+
+    def _reset(self) -> None:
+        self.stats = SessionStats()
+        self.offset = 0
+        self._pending = []
+        self._pending_len = 0
+        self._skipping = False
+
+    def _consume(self, chunk: bytes) -> None:
+        start = 0
+        if self._skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                return
+            self._skipping = False
+            start = nl + 1
+        elif self._pending:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                self._hold(chunk)
+                return
+            line = b"".join(self._pending) + chunk[:nl]
+            self._pending = []
+            self._pending_len = 0
+            self._line(line, 0, len(line))
+            start = nl + 1
+        find = chunk.find
+        line_fn = self._line
+        while True:
+            nl = find(b"\n", start)
+            if nl < 0:
+                break
+            if nl > start:
+                line_fn(chunk, start, nl)
+            start = nl + 1
+        if start < len(chunk):
+            self._hold(chunk[start:] if start else chunk)
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep part of an unfinished line, unless it is already known to be skippable."""
+        self._pending.append(piece)
+        self._pending_len += len(piece)
+        if self._pending_len >= _PREFIX_BYTES:
+            head = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            if self._skippable(head, 0, len(head)):
+                self._note_skipped(head, 0, len(head))
+                self._pending = []
+                self._pending_len = 0
+                self._skipping = True
+            elif self._pending_len > MAX_LINE_BYTES:
+                self._bad(f"a line longer than {MAX_LINE_BYTES} bytes was skipped")
+                self._pending = []
+                self._pending_len = 0
+                self._skipping = True
+            else:
+                self._pending = [head]
+
+    @staticmethod
+    def _skippable(buf: bytes, start: int, end: int) -> bool:
+        if buf.startswith(_TYPE_FIRST, start):
+            q = buf.find(b'"', start + 9, min(end, start + 64))
+            return q > 0 and buf[start + 9:q] not in WANTED_TYPES
+        return _ATTACHMENT_RE.match(buf, start, min(end, start + _PREFIX_BYTES)) is not None
+
+    def _note_skipped(self, buf: bytes, start: int, end: int) -> None:
+        # Skipped records still date the session.
+        if buf.startswith(_TYPE_FIRST, start):
+            m = _HEAD_TIMESTAMP_RE.match(buf, start, min(end, start + 1024))
+        else:
+            m = _ATTACHMENT_TIMESTAMP_RE.search(buf, max(start, end - 4096), end)
+            if m is None and end - start > 4096:
+                m = _ATTACHMENT_TIMESTAMP_RE.search(buf, start, end)
+        if m is not None:
+            self.stats.note_timestamp(m.group(1).decode("ascii"))
+
+    def _line(self, buf: bytes, start: int, end: int) -> None:
+        if self._skippable(buf, start, end):
+            self._note_skipped(buf, start, end)
+            return
+        line = buf[start:end] if (start or end != len(buf)) else buf
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if line.strip():
+                self._bad("a line is not valid JSON (corrupt, truncated or not UTF-8)")
+            return
+        if not isinstance(rec, dict):
+            self._bad("a line is JSON but not an object")
+            return
+        try:
+            self.stats.apply(rec)
+        except Exception:  # a record of a shape never seen: skip it, keep the session
+            log.debug("record skipped in %s", self.path, exc_info=True)
+            self._bad("a record has an unexpected shape")
+
+    def _bad(self, why: str) -> None:
+        self.stats.bad_lines += 1
+        if not self._warned:
+            self._warned = True
+            log.warning("%s: %s; skipped (further bad lines in this file are counted, not logged)", self.path, why)
+
+
+def read_first_session_id(path: str, limit: int = 256 * 1024) -> str | None:
+    """The ``sessionId`` of the first record that has one (legacy sidechain files name their parent so)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit)
+    except OSError:
+        return None
+    for line in data.split(b"\n"):
+        m = re.search(rb'"sessionId":"([^"]{1,128})"', line)
+        if m:
+            return m.group(1).decode("utf-8", "replace")
+    return None
