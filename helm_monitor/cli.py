@@ -1,0 +1,92 @@
+"""``helm-monitor``: serve the dashboard with gunicorn and one gevent worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from helm_monitor import __version__
+from helm_monitor.config import Config, ConfigError, read_token_file
+
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="helm-monitor",
+        description="Watch Claude Code sessions live in a browser. Read-only: never writes into the "
+                    "Claude data directory. Every option also has an environment variable (shown in brackets).",
+    )
+    p.add_argument("--claude-dir", type=Path, help="Claude data directory holding projects/ and sessions/ "
+                   "[HELM_CLAUDE_DIR; default $CLAUDE_CONFIG_DIR or ~/.claude]")
+    p.add_argument("--host", help="address to listen on [HOST; default 127.0.0.1]")
+    p.add_argument("--port", type=int, help="port to listen on [PORT; default 5003]")
+    p.add_argument("--debounce-ms", type=int, help="coalescing window per session in ms [HELM_DEBOUNCE_MS; default 500]")
+    p.add_argument("--keepalive-s", type=float, help="seconds between keepalive events on an idle stream "
+                   "[HELM_KEEPALIVE_S; default 30]")
+    p.add_argument("--token", help="access token required by every route but /healthz [HELM_TOKEN]. "
+                   "Prefer --token-file: a command line is visible to other users")
+    p.add_argument("--token-file", help="read the access token from this file [HELM_TOKEN_FILE; systemd: "
+                   "LoadCredential=helm-token:...]")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME",
+                   help="extra Host name to accept besides loopback names, e.g. the name nginx serves; repeatable "
+                        "[HELM_ALLOWED_HOSTS, comma-separated]")
+    p.add_argument("--max-clients", type=int, help="most stream clients at once [HELM_MAX_CLIENTS; default 1000]")
+    p.add_argument("--behind-auth-proxy", action="store_true", default=None,
+                   help="an authenticating proxy stands in front: allow a non-loopback bind without a token "
+                        "[HELM_BEHIND_AUTH_PROXY=1]")
+    p.add_argument("--watcher", choices=["auto", "inotify", "polling"],
+                   help="how to watch files [HELM_WATCHER; default auto: inotify, falling back to polling]")
+    p.add_argument("--cache-dir", help="where to keep parse state between restarts; '' disables "
+                   "[HELM_CACHE_DIR; default $CACHE_DIRECTORY or ~/.cache/helm-monitor]")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[HELM_LOG_LEVEL; default info]")
+    p.add_argument("--print-static-dir", action="store_true",
+                   help="print the directory of the page's static files (for nginx) and exit")
+    p.add_argument("--version", action="version", version=f"helm-monitor {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, environ=None) -> Config:
+    cfg = Config.from_env(environ)
+    if args.claude_dir is not None:
+        cfg.claude_dir = args.claude_dir.expanduser()
+    for name in ("host", "port", "debounce_ms", "keepalive_s", "max_clients", "watcher", "log_level"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    if args.token_file:
+        cfg.token = read_token_file(args.token_file)
+    if args.token is not None:
+        cfg.token = args.token
+    if args.allowed_host:
+        cfg.allowed_hosts = cfg.allowed_hosts + [h for h in args.allowed_host if h]
+    if args.behind_auth_proxy:
+        cfg.behind_auth_proxy = True
+    if args.cache_dir is not None:
+        cfg.cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
+    return cfg.validate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.print_static_dir:
+        from helm_monitor.web.app import static_dir
+        print(static_dir())
+        return 0
+    try:
+        cfg = config_from_args(args)
+        from helm_monitor.web.security import check_bind
+        check_bind(cfg.host, cfg.token, cfg.behind_auth_proxy)
+    except ConfigError as exc:
+        print(f"helm-monitor: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    from helm_monitor.server.app import serve
+    return serve(cfg)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""The pump: coalesces file events per session, feeds the domain, publishes changes.
+
+Watcher events only mark paths dirty (O(1), from the observer's thread). The
+pump thread wakes when a path is due:
+
+- an isolated change is processed ``settle`` after it arrived (a turn's
+  records land within ~100 ms, so a short settle catches most of a burst);
+- a key (a session, or a path that belongs to none) is processed at most once
+  per ``debounce`` window, and a key written continuously is processed once
+  per window (no starvation: the due time never moves later than last run +
+  window).
+
+It also re-checks registered pids (a process killed without removing its
+registry file), re-reads half-written registry files, and flips sessions whose
+60-second recent-write rule expired. Work that reads files runs through
+``offload`` so that, under gevent, big reads happen in a native thread and
+never freeze open streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+from helm_monitor.claude.catalog import Catalog
+from helm_monitor.claude.layout import Kind
+from helm_monitor.live.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+SETTLE_S = 0.03
+LIVENESS_INTERVAL_S = 1.0
+REGISTRY_RETRY_S = 0.2
+STRUCTURE_CHECK_S = 2.0
+# The first scan is committed in slices so the page fills while a big history is read.
+SCAN_SLICE_BYTES = 64 * 1024 * 1024
+SCAN_SLICE_FILES = 2000
+
+Offload = Callable[[Callable], object]
+
+
+def _direct(fn):
+    return fn()
+
+
+class _Pending:
+    __slots__ = ("first_seen", "paths")
+
+    def __init__(self, now: float):
+        self.first_seen = now
+        self.paths: dict[str, bool | None] = {}
+
+
+class Monitor:
+    def __init__(self, catalog: Catalog, store: SessionStore, *, debounce_s: float = 0.5,
+                 settle_s: float = SETTLE_S, liveness_interval_s: float = LIVENESS_INTERVAL_S,
+                 offload: Offload | None = None, on_structure_check: Callable[[], None] | None = None):
+        self.catalog = catalog
+        self.store = store
+        self.debounce_s = debounce_s
+        self.settle_s = min(settle_s, debounce_s)
+        self.liveness_interval_s = liveness_interval_s
+        self._offload = offload or _direct
+        self._on_structure_check = on_structure_check
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: dict[str, _Pending] = {}
+        self._last_run: dict[str, float] = {}
+        self._refresh_waiters: list[tuple[threading.Event, list]] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.scanning = False
+        self.last_fs_event_at: float | None = None  # wall clock
+        self.last_lag_s: float | None = None  # event arrival -> published
+        self.batches = 0
+        self.failures = 0
+        self._status_deadline: float | None = None
+
+    # ------------------------------------------------------------ from watchers
+    def notify(self, path: str, is_dir: bool | None = None) -> None:
+        """A path changed. Thread-safe, cheap: called for every file-system event."""
+        now = time.monotonic()
+        key = self._key(path, is_dir)
+        with self._cond:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending(now)
+                self._cond.notify()
+            # A later event for the same path may know better whether it is a directory.
+            pending.paths[path] = is_dir
+        self.last_fs_event_at = time.time()
+
+    def _key(self, path: str, is_dir: bool | None) -> str:
+        info = self.catalog.layout.classify(path, is_dir)
+        if info.kind in (Kind.TRANSCRIPT, Kind.SUBAGENT) and info.session_id:
+            return "session:" + info.session_id
+        return path
+
+    def refresh(self, timeout: float = 120.0) -> int:
+        """Full rescan; every client receives ``refresh``. Returns the session count."""
+        done = threading.Event()
+        box: list = []
+        with self._cond:
+            self._refresh_waiters.append((done, box))
+            self._cond.notify()
+        if not done.wait(timeout):
+            raise TimeoutError("refresh did not finish in time")
+        if box and isinstance(box[0], Exception):
+            raise box[0]
+        return box[0] if box else len(self.store)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="helm-monitor-pump", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------ the loop
+    def _run(self) -> None:
+        try:
+            self._initial_scan()
+        except Exception:
+            log.exception("initial scan failed; continuing with what was read")
+        finally:
+            self._status_deadline = self.catalog.status_deadline()
+            self.scanning = False
+            self.ready.set()
+        next_liveness = time.monotonic() + self.liveness_interval_s
+        next_structure = time.monotonic() + STRUCTURE_CHECK_S
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    if self._refresh_waiters:
+                        break
+                    wake = min(next_liveness, next_structure)
+                    if self.catalog.incomplete_registry:
+                        wake = min(wake, now + REGISTRY_RETRY_S)
+                    if self._status_deadline is not None:
+                        wake = min(wake, now + max(0.0, self._status_deadline - time.time()) + 0.05)
+                    due_at = self._next_due()
+                    if due_at is not None:
+                        wake = min(wake, due_at)
+                    if wake <= now:
+                        break
+                    self._cond.wait(wake - now)
+                now = time.monotonic()
+                refreshes, self._refresh_waiters = self._refresh_waiters, []
+                due = self._take_due(now)
+            try:
+                if refreshes:
+                    self._do_refresh(refreshes)
+                if due:
+                    self._process(due)
+                changed: set[str] = set()
+                if now >= next_liveness:
+                    changed |= self.catalog.check_liveness()
+                    next_liveness = now + self.liveness_interval_s
+                if self.catalog.incomplete_registry:
+                    changed |= self.catalog.retry_incomplete()
+                if self._status_deadline is not None and time.time() >= self._status_deadline:
+                    changed |= self._expired_ids()
+                if changed:
+                    self._commit(changed)
+                if due or changed or refreshes:
+                    self._status_deadline = self.catalog.status_deadline()
+                if now >= next_structure:
+                    next_structure = now + STRUCTURE_CHECK_S
+                    if self._on_structure_check is not None:
+                        self._on_structure_check()
+            except Exception:
+                self.failures += 1
+                log.exception("processing file changes failed; continuing")
+
+    def _next_due(self) -> float | None:
+        best = None
+        for key, p in self._pending.items():
+            due = max(p.first_seen + self.settle_s, self._last_run.get(key, -1e9) + self.debounce_s)
+            if best is None or due < best:
+                best = due
+        return best
+
+    def _take_due(self, now: float) -> list[tuple[str, _Pending]]:
+        due = []
+        for key, p in list(self._pending.items()):
+            if now >= max(p.first_seen + self.settle_s, self._last_run.get(key, -1e9) + self.debounce_s):
+                due.append((key, self._pending.pop(key)))
+                self._last_run[key] = now
+        if len(self._last_run) > 4096:
+            horizon = now - self.debounce_s
+            self._last_run = {k: t for k, t in self._last_run.items() if t >= horizon}
+        return due
+
+    def _process(self, due: list[tuple[str, _Pending]]) -> None:
+        def work():
+            changed: set[str] = set()
+            for _key, pending in due:
+                for path, is_dir in pending.paths.items():
+                    changed |= self.catalog.apply(path, is_dir)
+            return self._sessions_for(changed)
+        changes = self._offload(work)
+        self.store.apply(changes)
+        self.batches += 1
+        oldest = min(p.first_seen for _k, p in due)
+        self.last_lag_s = time.monotonic() - oldest
+
+    def _expired_ids(self) -> set[str]:
+        """Sessions shown busy by the recent-write rule: some of them just turned ended."""
+        return {s["id"] for s in self.store.snapshot() if s["status"] == "busy" and s["pid"] is None}
+
+    def _commit(self, ids: set[str]) -> None:
+        self.store.apply(self._offload(lambda: self._sessions_for(ids)))
+
+    def _sessions_for(self, ids: set[str]) -> dict[str, dict | None]:
+        return {sid: self.catalog.session(sid) for sid in ids}
+
+    def _do_refresh(self, waiters) -> None:
+        try:
+            def work():
+                self.catalog.full_scan()
+                return self.catalog.sessions()
+            count = self.store.replace_all(self._offload(work))
+            result: object = count
+        except Exception as exc:
+            log.exception("refresh failed")
+            result = exc
+        for done, box in waiters:
+            box.append(result)
+            done.set()
+
+    def _initial_scan(self) -> None:
+        self.scanning = True
+        paths = self._offload(lambda: list(self.catalog.iter_paths()))
+        # Registry first (status), then transcripts in slices of bounded size.
+        batch: list[str] = []
+        size = 0
+        for path in paths:
+            batch.append(path)
+            try:
+                size += os.stat(path).st_size
+            except OSError:
+                pass
+            if size >= SCAN_SLICE_BYTES or len(batch) >= SCAN_SLICE_FILES:
+                self._scan_slice(batch)
+                batch, size = [], 0
+            if self._stopping:
+                return
+        if batch:
+            self._scan_slice(batch)
+
+    def _scan_slice(self, paths: list[str]) -> None:
+        def work():
+            changed: set[str] = set()
+            for p in paths:
+                changed |= self.catalog.apply(p)
+            return self._sessions_for(changed)
+        self.store.apply(self._offload(work))

@@ -1,0 +1,60 @@
+"""What the worker process is: gevent-patched or not, and the hooks that start and stop it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+# How often the stop watcher looks at the worker's alive flag.
+STOP_POLL_S = 0.1
+
+
+def gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("threading")
+
+
+def offload_for_runtime():
+    """Under gevent, run file reading in the hub's native thread pool so streams keep flowing."""
+    if not gevent_patched():
+        return None
+    import gevent
+
+    def offload(fn):
+        return gevent.get_hub().threadpool.apply(fn)
+
+    return offload
+
+
+def start_in_worker(worker) -> None:
+    """gunicorn ``post_worker_init``: the worker has patched; start watching, and arm the stop watcher."""
+    app = worker.wsgi
+    svc = app.extensions["helm"]
+    svc.start(offload_for_runtime())
+
+    def close_streams_when_stopping():
+        # TERM (stop, or the old worker on HUP reload) clears worker.alive;
+        # gunicorn then waits for open requests up to the graceful timeout.
+        # Endless streams would hold it that long: close them now.
+        import time
+        while worker.alive:
+            time.sleep(STOP_POLL_S)
+        closed = svc.close_streams()
+        if closed:
+            log.info("closed %d open stream(s) for shutdown", closed)
+        svc.stop()
+
+    threading.Thread(target=close_streams_when_stopping, name="helm-stop-watcher", daemon=True).start()
+
+
+def close_streams_now(worker) -> None:
+    """gunicorn ``worker_int`` / ``worker_abort``."""
+    try:
+        worker.wsgi.extensions["helm"].close_streams()
+    except Exception:
+        pass

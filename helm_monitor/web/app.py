@@ -1,0 +1,61 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from pathlib import Path
+
+from flask import Flask
+
+from helm_monitor.config import Config
+from helm_monitor.live.service import LiveService
+
+log = logging.getLogger(__name__)
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _asset_dir(name: str) -> str:
+    """templates/ and static/: inside the installed package, or at the top of a source checkout."""
+    installed = _PACKAGE / name
+    if installed.is_dir():
+        return str(installed)
+    return str(_PACKAGE.parent / name)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = (config or Config.from_env()).validate()
+    app = Flask("helm_monitor", template_folder=_asset_dir("templates"), static_folder=_asset_dir("static"))
+    app.config["HELM"] = config
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
+    app.extensions["helm"] = LiveService(
+        claude_dir=config.claude_dir, debounce_s=config.debounce_ms / 1000.0, max_clients=config.max_clients,
+        client_queue=config.client_queue, watcher_mode=config.watcher)
+
+    from helm_monitor.web import api, errors, ops, page, security, stream
+    errors.init_app(app)
+    security.init_app(app)
+    app.extensions["helm_metrics"] = ops.Metrics(app)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(stream.bp)
+    app.register_blueprint(ops.bp)
+
+    @app.before_request
+    def _start_lazily():
+        # gunicorn's post_worker_init starts the service; any other server
+        # (flask run, a test client) starts it on the first request.
+        svc = app.extensions["helm"]
+        if not svc.started:
+            from helm_monitor.server.runtime import offload_for_runtime
+            svc.start(offload_for_runtime())
+
+    return app
+
+
+def static_dir() -> str:
+    return _asset_dir("static")
+
+

@@ -1,0 +1,81 @@
+"""GET /healthz and GET /metrics (Prometheus text format)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from helm_monitor.live.store import STATUSES
+from helm_monitor.web.state import service_of
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Watcher state, clients, sessions, time since the last file event."""
+    return Response(orjson.dumps(service_of(current_app).health()), mimetype="application/json")
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus metrics."""
+    registry = current_app.extensions["helm_metrics"].registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+class _LiveCollector:
+    """Reads the live service's state at scrape time."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def collect(self):
+        svc = service_of(self.app)
+        b = svc.broadcaster
+        yield GaugeMetricFamily("helm_stream_clients", "Connected event-stream clients", value=b.clients)
+        published = CounterMetricFamily("helm_events_published", "Events published to the broadcaster", labels=["type"])
+        for kind, n in sorted(b.published.items()):
+            published.add_metric([kind], n)
+        yield published
+        yield CounterMetricFamily("helm_stream_overflows", "Clients that fell behind and were sent a refresh",
+                                  value=b.overflows)
+        yield CounterMetricFamily("helm_stream_slow_disconnects", "Clients disconnected for not keeping up",
+                                  value=b.slow_disconnects)
+        sessions = GaugeMetricFamily("helm_sessions", "Sessions by status", labels=["status"])
+        for status, n in svc.store.counts_by_status().items():
+            if status in STATUSES:
+                sessions.add_metric([status], n)
+        yield sessions
+        monitor = svc.monitor
+        lag = monitor.last_lag_s if monitor and monitor.last_lag_s is not None else 0.0
+        yield GaugeMetricFamily("helm_watcher_lag_seconds",
+                                "Seconds from a file event to its published update (last batch)", value=lag)
+        last = monitor.last_fs_event_at if monitor else None
+        yield GaugeMetricFamily("helm_seconds_since_last_fs_event", "Seconds since the last file-system event",
+                                value=(time.time() - last) if last else float("nan"))
+        mode = svc.watcher.mode if svc.watcher else "stopped"
+        watcher = GaugeMetricFamily("helm_watcher_mode", "File watching mode (1 for the active one)", labels=["mode"])
+        for m in ("inotify", "polling", "stopped"):
+            watcher.add_metric([m], 1.0 if m == mode else 0.0)
+        yield watcher
+
+
+class Metrics:
+    def __init__(self, app: Flask):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.events_sent = Counter("helm_events_sent", "Events sent to stream clients", ["type"],
+                                   registry=self.registry)
+        self._by_type = {}
+        self.registry.register(_LiveCollector(app))
+
+    def sent(self, event_type: str) -> None:
+        child = self._by_type.get(event_type)
+        if child is None:
+            child = self._by_type[event_type] = self.events_sent.labels(event_type)
+        child.inc()

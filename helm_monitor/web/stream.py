@@ -1,0 +1,64 @@
+"""GET /api/claude-sessions/stream: the event stream of SPEC section 4."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from helm_monitor.live.broadcaster import CLOSED, REFRESH, TooManyClients, payload, sse_frame
+from helm_monitor.web.connection import Connection
+from helm_monitor.web.errors import json_error
+from helm_monitor.web.state import service_of
+
+bp = Blueprint("stream", __name__)
+
+# Milliseconds an EventSource waits before reconnecting.
+RETRY_MS = 3000
+
+
+@bp.get("/api/claude-sessions/stream")
+def stream():
+    """Stream session changes: init (or a replay), then deltas and keepalives, never ending on its own."""
+    svc = service_of(current_app)
+    cfg = current_app.config["HELM"]
+    metrics = current_app.extensions["helm_metrics"]
+    conn = Connection(request.environ)
+    try:
+        sub, replay, seq = svc.broadcaster.subscribe(last_event_id=request.headers.get("Last-Event-ID"),
+                                                     on_disconnect=conn.close)
+    except TooManyClients:
+        return json_error(503, "too many stream clients; try again later", headers={"Retry-After": "5"})
+    broadcaster = svc.broadcaster
+    if replay is None:
+        first = sse_frame(broadcaster.event_id(seq), "init", payload("init", svc.store.snapshot()))
+        metrics.sent("init")
+    else:
+        first = b"".join(e.frame for e in replay)
+        for e in replay:
+            metrics.sent(e.type)
+    keepalive_s = cfg.keepalive_s
+
+    def generate():
+        try:
+            yield f"retry: {RETRY_MS}\n\n".encode() + first
+            while True:
+                item = sub.get(keepalive_s)
+                if item is None:
+                    metrics.sent("keepalive")
+                    yield sse_frame(broadcaster.event_id(), "keepalive", payload("keepalive", []))
+                elif item is REFRESH:
+                    metrics.sent("refresh")
+                    yield sse_frame(broadcaster.event_id(), "refresh", payload("refresh", svc.store.snapshot()))
+                elif item is CLOSED:
+                    return
+                else:
+                    metrics.sent(item.type)
+                    yield item.frame
+        finally:
+            sub.close()
+
+    conn.watch(lambda: sub.shut("client-gone", hook=False))
+    response = Response(generate(), status=200, mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    response.call_on_close(conn.close)
+    return response
