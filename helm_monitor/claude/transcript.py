@@ -149,6 +149,7 @@ class TranscriptReader:
         self._pending_len = 0
         self._skipping = False  # inside a long line already known to be skippable
         self._warned = False
+        self.bytes_read = 0  # total read from disk, for tests and benchmarks
 
     # -- reading ---------------------------------------------------------------
     def update(self) -> bool:
@@ -179,6 +180,7 @@ class TranscriptReader:
                         break
                     remaining -= len(chunk)
                     self.offset += len(chunk)
+                    self.bytes_read += len(chunk)
                     self._consume(chunk)
                 changed = True
             return changed
