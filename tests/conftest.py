@@ -5,6 +5,7 @@ import pytest
 
 from tests.support.claude import ClaudeDir
 from tests.support.server import HelmServer
+from tests.support.sse import SSEClient
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -49,6 +50,13 @@ def server_factory(tmp_path, request):
 def server(claude, server_factory) -> HelmServer:
     """A running helm-monitor on a free port, watching the ``claude`` directory."""
     return server_factory(claude.root)
+
+
+@pytest.fixture(autouse=True)
+def _close_stream_clients():
+    yield
+    while SSEClient.opened:
+        SSEClient.opened.pop().close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

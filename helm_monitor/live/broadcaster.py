@@ -29,6 +29,10 @@ class TooManyClients(Exception):
     """The client cap is reached."""
 
 
+class ShuttingDown(Exception):
+    """The worker is stopping: new streams belong to the next worker."""
+
+
 def sse_frame(event_id: str, event_type: str, data: bytes) -> bytes:
     """One SSE message. ``data`` is JSON (no newlines); id and type are stripped of CR/LF."""
     event_id = event_id.replace("\r", "").replace("\n", "")
@@ -168,7 +172,7 @@ class Broadcaster:
         """
         with self._lock:
             if self._closing:
-                raise TooManyClients("shutting down")
+                raise ShuttingDown()
             if len(self._subs) >= self.max_clients:
                 raise TooManyClients(f"{self.max_clients} clients connected")
             sub = Subscription(self, self.queue_size, on_disconnect)

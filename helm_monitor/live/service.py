@@ -107,6 +107,7 @@ class LiveService:
         last = monitor.last_fs_event_at if monitor else None
         return {
             "status": "ok" if (monitor is None or monitor.alive) else "degraded",
+            "pid": os.getpid(),
             "claudeDir": self.claude_dir,
             "projectsDir": os.path.isdir(self.catalog.layout.projects),
             "scan": "not-started" if monitor is None else ("complete" if monitor.ready.is_set() else "scanning"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from helm_monitor.live.broadcaster import CLOSED, REFRESH, TooManyClients, payload, sse_frame
+from helm_monitor.live.broadcaster import CLOSED, REFRESH, ShuttingDown, TooManyClients, payload, sse_frame
 from helm_monitor.web.connection import Connection
 from helm_monitor.web.errors import json_error
 from helm_monitor.web.state import service_of
@@ -13,6 +13,9 @@ bp = Blueprint("stream", __name__)
 
 # Milliseconds an EventSource waits before reconnecting.
 RETRY_MS = 3000
+# While a stopping worker still accepts (gunicorn notices within a second),
+# a new stream is told to come back at once: the next worker will serve it.
+SHUTDOWN_RETRY_MS = 250
 
 
 @bp.get("/api/claude-sessions/stream")
@@ -27,6 +30,12 @@ def stream():
                                                      on_disconnect=conn.close)
     except TooManyClients:
         return json_error(503, "too many stream clients; try again later", headers={"Retry-After": "5"})
+    except ShuttingDown:
+        response = Response(f"retry: {SHUTDOWN_RETRY_MS}\n\n", mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+        response.call_on_close(conn.close)
+        return response
     broadcaster = svc.broadcaster
     if replay is None:
         first = sse_frame(broadcaster.event_id(seq), "init", payload("init", svc.store.snapshot()))

@@ -30,12 +30,16 @@ class Event:
 
 
 class SSEClient:
+    # Every client a test opened; tests/conftest.py closes the leftovers after each test.
+    opened: "list[SSEClient]" = []
+
     def __init__(self, url: str, *, headers: dict | None = None, rcvbuf: int | None = None,
                  connect_timeout: float = 5.0, path: str = "/api/claude-sessions/stream"):
         parts = urlsplit(url)
         self.host = parts.hostname
         self.port = parts.port or 80
         self.sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        SSEClient.opened.append(self)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(connect_timeout)
