@@ -73,7 +73,7 @@ class HelmServer:
         env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=str(self.claude_dir.parent), start_new_session=True)
+                                     cwd=str(self.log_path.parent), start_new_session=True)
         if wait:
             self.wait_ready()
         return self
