@@ -258,7 +258,7 @@
         h('span', { class: 'stat stat-tokens' }, f.tokens, ' ', h('span', { class: 'unit' }, 'tok')),
         subagentStat,
         f.time));
-    const el = h('li', { class: 'row', 'data-session-id': session.id }, link);
+    const el = h('li', { class: session.id === view.id ? 'row row-selected' : 'row', 'data-session-id': session.id }, link);
     const row = { el, link, badge, subagentStat, f, updated: 0 };
     link.addEventListener('click', (event) => {
       if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
