@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Run every benchmark and print one combined markdown table (for the README).
+
+    .venv/bin/python bench/run_all.py [--quick] [--only cold_start,idle] [--skip fanout]
+                                      [--no-run] [--write bench/RESULTS.md]
+
+Each benchmark runs as its own process (``bench/<name>.py [--quick]``) and writes
+``bench/results/<name>.json``; this script then reads those files. ``--no-run`` only
+rebuilds the table from existing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import BENCH, RESULTS, machine
+
+BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle"]
+
+
+def load(name: str) -> dict | None:
+    try:
+        return json.loads((RESULTS / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def verdict(ok) -> str:
+    return "-" if ok is None else ("met" if ok else "**missed**")
+
+
+def rows_for(res: dict) -> list[list[str]]:
+    rows = []
+
+    cs = res.get("cold_start")
+    if cs:
+        s = cs.get("summary", {})
+        big = [k.split("/")[0] for k in s if k.endswith("/cold")]
+        for label in big:
+            c = s.get(f"{label}/cold", {})
+            rows.append([f"cold start, {label} corpus", "time until /all lists every session",
+                         f"{c.get('t_all_s')} s ({c.get('throughput_mb_s')} MB/s)",
+                         ">= 200 MB/s" if label == "1GB" else "",
+                         verdict((c.get("throughput_mb_s") or 0) >= 200) if label == "1GB" else ""])
+            rows.append([f"cold start, {label} corpus", "peak RSS (arbiter + worker)",
+                         f"{c.get('peak_rss_mb')} MB (sum of VmHWM {c.get('peak_rss_hwm_sum_mb')} MB)",
+                         "< 300 MB" if label == "1GB" else "",
+                         verdict((c.get("peak_rss_mb") or 1e9) < 300) if label == "1GB" else ""])
+            r = s.get(f"{label}/restart", {})
+            if r:
+                rows.append([f"restart, {label} corpus (cache warm)", "time until /all lists every session",
+                             f"{r.get('t_all_s')} s", "<= 1 s" if label == "1GB" else "",
+                             verdict((r.get("t_all_s") or 1e9) <= 1.0) if label == "1GB" else ""])
+
+    ll = res.get("live_latency")
+    if ll:
+        top = max(s["clients"] for s in ll["scenarios"])
+        for s in ll["scenarios"]:
+            target = ""
+            ok = None
+            if s["scenario"] == "isolated" and s["clients"] == top and top >= 1000:
+                target = "p50 <= 100 ms, p99 <= 600 ms"
+                ok = (s["p50_ms"] or 1e9) <= 100 and (s["p99_ms"] or 1e9) <= 600 and not s["missed"]
+            rows.append([f"live latency, {s['clients']} clients, {s['scenario']}", "append -> event at client",
+                         f"p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms (n={s['n']}, missed {s['missed']})",
+                         target, verdict(ok) if target else ""])
+
+    fo = res.get("fanout")
+    if fo:
+        for r in fo["runs"]:
+            if "error" in r:
+                rows.append([f"fan-out, {r['clients']} clients", "error", r["error"][:80], "", "**failed**"])
+                continue
+            is_t = r["clients"] == 1000
+            ok_spread = (r.get("spread_ms_median") or 1e9) <= 250 and r.get("received_min") == r["clients"]
+            rows.append([f"fan-out, {r['clients']} clients", "first -> last client",
+                         f"{r.get('spread_ms_median')} ms median (max {r.get('spread_ms_max')} ms); "
+                         f"{r.get('received_min')}/{r['clients']} received",
+                         "<= 250 ms" if is_t else "", verdict(ok_spread) if is_t else ""])
+            rows.append([f"fan-out, {r['clients']} clients", "server RSS per connection",
+                         f"{r.get('rss_per_conn_kb')} KB", "<= 64 KB" if is_t else "",
+                         verdict((r.get("rss_per_conn_kb") or 1e9) <= 64) if is_t else ""])
+
+    inc = res.get("incremental")
+    if inc:
+        f = inc["files"]
+        rows.append(["incremental cost", f"append to {f['big']['bytes'] / 1e6:.0f} MB vs {f['small']['bytes'] / 1e6:.0f} MB transcript",
+                     f"p50 {f['big']['p50_ms']} vs {f['small']['p50_ms']} ms: ratio {inc.get('ratio_p50')} "
+                     f"(read {f['big']['read_bytes_mean']} vs {f['small']['read_bytes_mean']} bytes/update)",
+                     "ratio <= 1.5", verdict((inc.get("ratio_p50") or 1e9) <= 1.5)])
+
+    idle = res.get("idle")
+    if idle:
+        for r in idle["runs"]:
+            is_t = r["clients"] >= 100
+            rows.append([f"idle, {r['clients']} clients", f"server CPU over {r['seconds']:.0f} s",
+                         f"{r['cpu_pct_of_core']} % of one core", "< 1 %" if is_t else "",
+                         verdict(r["cpu_pct_of_core"] < 1.0) if is_t else ""])
+    return rows
+
+
+def markdown(res: dict, quick: bool) -> str:
+    m = machine()
+    lines = []
+    lines.append(f"Machine: {m['nproc']} CPU ({m['cpu']}), {m['ram_gb']} GB RAM, Linux {m['kernel']}. "
+                 f"Python {m['python']}, gunicorn {m['gunicorn']}, gevent {m['gevent']}, Flask {m['flask']}, "
+                 f"watchdog {m['watchdog']}, orjson {m.get('orjson')}.")
+    if quick:
+        lines.append("\n**Quick (smoke) run: tiny sizes, not comparable with the targets.**")
+    lines.append("")
+    rows = rows_for(res)
+    head = ["benchmark", "measure", "result", "target", ""]
+    w = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
+    fmt = lambda r: "| " + " | ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) + " |"
+    lines.append(fmt(head))
+    lines.append("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    lines.extend(fmt(r) for r in rows)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(BENCHES))
+    ap.add_argument("--skip", help="comma-separated benchmarks to skip")
+    ap.add_argument("--no-run", action="store_true", help="only build the table from bench/results/*.json")
+    ap.add_argument("--write", type=Path, help="also write the markdown to this file (e.g. bench/RESULTS.md)")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="per benchmark, seconds")
+    a = ap.parse_args(argv)
+    names = a.only.split(",") if a.only else list(BENCHES)
+    if a.skip:
+        names = [n for n in names if n not in a.skip.split(",")]
+    status = {}
+    if not a.no_run:
+        for name in names:
+            t = time.monotonic()
+            cmd = [sys.executable, str(BENCH / f"{name}.py")] + (["--quick"] if a.quick else [])
+            print(f"== {name}: {' '.join(cmd)}", flush=True)
+            try:
+                rc = subprocess.run(cmd, timeout=a.timeout).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+            status[name] = rc
+            print(f"== {name}: exit {rc} after {time.monotonic() - t:.0f}s\n", flush=True)
+    res = {n: load(n) for n in BENCHES}
+    res = {k: v for k, v in res.items() if v}
+    md = markdown(res, a.quick)
+    print(md)
+    if a.write:
+        a.write.write_text("# helm-monitor benchmark results\n\nMade with `.venv/bin/python bench/run_all.py"
+                           + (" --quick" if a.quick else "") + "` (each benchmark: `bench/<name>.py`, "
+                           "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n")
+    failed = [n for n, rc in status.items() if rc != 0]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
