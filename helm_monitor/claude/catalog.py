@@ -78,6 +78,8 @@ class Catalog:
         self.incomplete_registry: set[str] = set()  # registry paths to read again soon
         self._warned: set[tuple[str, str]] = set()
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
+        # Readers restored from a saved state (helm_monitor.claude.state), used when their path is applied.
+        self._restored: dict[str, _Transcript] = {}
 
     # ------------------------------------------------------------------ scanning
     def iter_paths(self) -> Iterator[str]:
@@ -156,6 +158,13 @@ class Catalog:
             changed |= self.apply(path)  # it is gone: apply() notices
         return changed
 
+    def offer_restored(self, path: str, transcript: "_Transcript") -> None:
+        self._restored[path] = transcript
+
+    def drop_restored(self) -> None:
+        """Forget saved readers whose files were not found."""
+        self._restored.clear()
+
     def known_paths(self) -> set[str]:
         known = set(self._transcripts) | set(self._legacy) | set(self._registry) | self.incomplete_registry
         for paths in self._subagents.values():
@@ -201,7 +210,7 @@ class Catalog:
         return changed
 
     def _apply_transcript(self, path: str, project: str, session_id: str) -> set[str]:
-        t = self._transcripts.get(path)
+        t = self._transcripts.get(path) or self._restored.pop(path, None)
         if t is None:
             t = _Transcript(path, project, session_id)
         try:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 # A line longer than this is dropped (and logged) rather than held in memory.
 MAX_LINE_BYTES = 256 * 1024 * 1024
+_TAIL_CHECK_BYTES = 32
 # Bytes at the start of a line enough to tell a skippable record.
 _PREFIX_BYTES = 512
 
@@ -150,6 +151,13 @@ class TranscriptReader:
         self._skipping = False  # inside a long line already known to be skippable
         self._warned = False
         self.bytes_read = 0  # total read from disk, for tests and benchmarks
+        # The last bytes before ``offset``: if they differ on the next read, the
+        # file was rewritten under us (a tail rewrite that then grew again).
+        self.tail_check = b""
+
+    @property
+    def has_unfinished_line(self) -> bool:
+        return bool(self._pending) or self._skipping
 
     # -- reading ---------------------------------------------------------------
     def update(self) -> bool:
@@ -161,8 +169,9 @@ class TranscriptReader:
         try:
             st = os.fstat(fd)
             changed = False
-            if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
-                # Replaced or rewritten shorter: start over.
+            if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset
+                                           or not self._tail_matches(fd)):
+                # Replaced, or rewritten (shorter, or rewritten and grown again): start over.
                 self._reset()
                 changed = True
             self.inode = st.st_ino
@@ -182,12 +191,20 @@ class TranscriptReader:
                     self.offset += len(chunk)
                     self.bytes_read += len(chunk)
                     self._consume(chunk)
+                    self.tail_check = (self.tail_check + chunk[-_TAIL_CHECK_BYTES:])[-_TAIL_CHECK_BYTES:]
                 changed = True
             return changed
         finally:
             os.close(fd)
 
+    def _tail_matches(self, fd: int) -> bool:
+        if not self.tail_check:
+            return True
+        start = self.offset - len(self.tail_check)
+        return start >= 0 and os.pread(fd, len(self.tail_check), start) == self.tail_check
+
     def _reset(self) -> None:
+        self.tail_check = b""
         self.stats = SessionStats()
         self.offset = 0
         self._pending = []

@@ -35,6 +35,8 @@ SETTLE_S = 0.03
 LIVENESS_INTERVAL_S = 1.0
 REGISTRY_RETRY_S = 0.2
 STRUCTURE_CHECK_S = 2.0
+# How often changed parse state is saved for the next start (and at stop).
+STATE_SAVE_INTERVAL_S = 300.0
 # The first scan is committed in slices so the page fills while a big history is read.
 SCAN_SLICE_BYTES = 64 * 1024 * 1024
 SCAN_SLICE_FILES = 2000
@@ -57,7 +59,8 @@ class _Pending:
 class Monitor:
     def __init__(self, catalog: Catalog, store: SessionStore, *, debounce_s: float = 0.5,
                  settle_s: float = SETTLE_S, liveness_interval_s: float = LIVENESS_INTERVAL_S,
-                 offload: Offload | None = None, on_structure_check: Callable[[], None] | None = None):
+                 offload: Offload | None = None, on_structure_check: Callable[[], None] | None = None,
+                 state_cache=None):
         self.catalog = catalog
         self.store = store
         self.debounce_s = debounce_s
@@ -65,6 +68,8 @@ class Monitor:
         self.liveness_interval_s = liveness_interval_s
         self._offload = offload or _direct
         self._on_structure_check = on_structure_check
+        self._state_cache = state_cache
+        self._state_dirty = False
         self._cond = threading.Condition(threading.Lock())
         self._pending: dict[str, _Pending] = {}
         self._last_run: dict[str, float] = {}
@@ -123,6 +128,15 @@ class Monitor:
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self._save_state()
+
+    def _save_state(self) -> None:
+        if self._state_cache is not None and self._state_dirty:
+            self._state_dirty = False
+            try:
+                self._offload(lambda: self._state_cache.save(self.catalog))
+            except Exception:
+                log.exception("saving the parse state failed")
 
     @property
     def alive(self) -> bool:
@@ -138,8 +152,10 @@ class Monitor:
             self._status_deadline = self.catalog.status_deadline()
             self.scanning = False
             self.ready.set()
+        self._save_state()
         next_liveness = time.monotonic() + self.liveness_interval_s
         next_structure = time.monotonic() + STRUCTURE_CHECK_S
+        next_save = time.monotonic() + STATE_SAVE_INTERVAL_S
         while True:
             with self._cond:
                 while True:
@@ -148,7 +164,7 @@ class Monitor:
                     now = time.monotonic()
                     if self._refresh_waiters:
                         break
-                    wake = min(next_liveness, next_structure)
+                    wake = min(next_liveness, next_structure, next_save)
                     if self.catalog.incomplete_registry:
                         wake = min(wake, now + REGISTRY_RETRY_S)
                     if self._status_deadline is not None:
@@ -179,6 +195,11 @@ class Monitor:
                     self._commit(changed)
                 if due or changed or refreshes:
                     self._status_deadline = self.catalog.status_deadline()
+                if due or refreshes:
+                    self._state_dirty = True
+                if now >= next_save:
+                    next_save = now + STATE_SAVE_INTERVAL_S
+                    self._save_state()
                 if now >= next_structure:
                     next_structure = now + STRUCTURE_CHECK_S
                     if self._on_structure_check is not None:
@@ -245,6 +266,8 @@ class Monitor:
 
     def _initial_scan(self) -> None:
         self.scanning = True
+        if self._state_cache is not None:
+            self._offload(lambda: self._state_cache.load_into(self.catalog))
         paths = self._offload(lambda: list(self.catalog.iter_paths()))
         # Registry first (status), then transcripts in slices of bounded size.
         batch: list[str] = []
@@ -262,6 +285,8 @@ class Monitor:
                 return
         if batch:
             self._scan_slice(batch)
+        self.catalog.drop_restored()
+        self._state_dirty = True
 
     def _scan_slice(self, paths: list[str]) -> None:
         def work():

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from helm_monitor.claude.catalog import Catalog
 from helm_monitor.claude.conversation import Conversation
 from helm_monitor.live.broadcaster import Broadcaster
+from helm_monitor.live.cache import StateCache
 from helm_monitor.live.monitor import Monitor, Offload
 from helm_monitor.live.store import SessionStore
 from helm_monitor.live.watcher import Watcher
@@ -27,13 +28,14 @@ _CONVERSATIONS_CACHED = 16
 
 class LiveService:
     def __init__(self, *, claude_dir: str | os.PathLike, debounce_s: float = 0.5, max_clients: int = 1000,
-                 client_queue: int = 256, watcher_mode: str = "auto"):
+                 client_queue: int = 256, watcher_mode: str = "auto", cache_dir: str | os.PathLike | None = None):
         self.claude_dir = os.path.abspath(os.fspath(claude_dir))
         self.catalog = Catalog(self.claude_dir)
         self.broadcaster = Broadcaster(queue_size=client_queue, max_clients=max_clients)
         self.store = SessionStore(self.broadcaster)
         self.watcher_mode = watcher_mode
         self.debounce_s = debounce_s
+        self.cache_dir = cache_dir
         self.monitor: Monitor | None = None
         self.watcher: Watcher | None = None
         self.offload: Offload = lambda fn: fn()
@@ -53,7 +55,9 @@ class LiveService:
             if offload is not None:
                 self.offload = offload
             self.started_at = time.time()
-            monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload)
+            cache = StateCache(self.cache_dir, self.claude_dir) if self.cache_dir else None
+            monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
+                              state_cache=cache)
             watcher = Watcher(self.claude_dir, monitor.notify, mode=self.watcher_mode)
             monitor._on_structure_check = watcher.ensure_watches
             self.monitor, self.watcher = monitor, watcher

@@ -32,7 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     app.extensions["helm"] = LiveService(
         claude_dir=config.claude_dir, debounce_s=config.debounce_ms / 1000.0, max_clients=config.max_clients,
-        client_queue=config.client_queue, watcher_mode=config.watcher)
+        client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir)
 
     from helm_monitor.web import api, errors, ops, page, security, stream
     errors.init_app(app)
