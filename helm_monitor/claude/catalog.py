@@ -218,7 +218,10 @@ class Catalog:
         except FileNotFoundError:
             return self._forget_transcript(path)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return self._forget_transcript(path)
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW: a symlink (dangling or not) is not read
+                self._warn(path, "read", f"{path} is a symbolic link; not followed, skipped")
                 return self._forget_transcript(path)
             self._warn(path, "read", f"cannot read {path}: {exc.strerror}; skipped")
             return set()
@@ -298,23 +301,29 @@ class Catalog:
         except FileNotFoundError:
             entry = None
             self.incomplete_registry.discard(path)
+            for what in ("registry", "incomplete", "dead"):
+                self._warned.discard((path, what))
         except Incomplete as exc:
             # Rewritten in place: caught half written. Keep what we had and retry.
+            # Normal in passing, so noted once (not per retry) and not as a warning.
             self.incomplete_registry.add(path)
-            log.debug("registry file %s incomplete (%s); will retry", path, exc)
+            self._warn(path, "incomplete", f"registry file {path} is incomplete ({exc}); will retry",
+                       logging.INFO)
             return set()
         except OSError as exc:
             self._warn(path, "registry", f"cannot read registry file {path}: {exc.strerror}")
             return set()
         else:
             self.incomplete_registry.discard(path)
+            self._warned.discard((path, "incomplete"))
+            self._warned.discard((path, "registry"))
         old_alive = self._alive.get(path, False)
         if entry is None:
             self._registry.pop(path, None)
             self._alive.pop(path, None)
         else:
             self._registry[path] = entry
-            self._alive[path] = is_alive(entry, self.proc_root)
+            self._alive[path] = self._check_alive(path, entry)
         if old == entry and old_alive == self._alive.get(path, False):
             return set()
         return {e.session_id for e in (old, entry) if e is not None}
@@ -323,11 +332,21 @@ class Catalog:
         """Re-check every registered pid (cheap: one /proc read each). Returns changed ids."""
         changed = set()
         for path, entry in self._registry.items():
-            alive = is_alive(entry, self.proc_root)
+            alive = self._check_alive(path, entry)
             if alive != self._alive.get(path):
                 self._alive[path] = alive
                 changed.add(entry.session_id)
         return changed
+
+    def _check_alive(self, path: str, entry: RegistryEntry) -> bool:
+        alive = is_alive(entry, self.proc_root)
+        if alive:
+            self._warned.discard((path, "dead"))
+        else:
+            # A crash leaves the file behind: normal, noted once per file, not per check.
+            self._warn(path, "dead", f"registry file {path} names pid {entry.pid}, which is not running "
+                       "(exited, or the pid was reused); its session counts as ended", logging.INFO)
+        return alive
 
     def retry_incomplete(self) -> set[str]:
         changed = set()
@@ -438,8 +457,9 @@ class Catalog:
         return conv.page(offset, limit)
 
     # ------------------------------------------------------------------ misc
-    def _warn(self, path: str, what: str, message: str) -> None:
+    def _warn(self, path: str, what: str, message: str, level: int = logging.WARNING) -> None:
+        """Log ``message`` once until the condition ``(path, what)`` clears."""
         if (path, what) not in self._warned:
             self._warned.add((path, what))
-            log.warning(message)
+            log.log(level, message)
 

@@ -11,9 +11,11 @@ lines are recognised by their first bytes and skipped without JSON parsing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 
 import orjson
 
@@ -163,11 +165,16 @@ class TranscriptReader:
     def update(self) -> bool:
         """Read what was appended since the last call. True if anything changed.
 
-        Raises OSError if the file cannot be opened (gone, unreadable).
+        Raises OSError if the file cannot be opened (gone, unreadable, a symlink,
+        not a regular file).
         """
         fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                # A FIFO, device or directory named like a transcript: opening it did
+                # not block (O_NONBLOCK), reading it could, and it is no transcript.
+                raise OSError(errno.EINVAL, "not a regular file", self.path)
             changed = False
             if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset
                                            or not self._tail_matches(fd)):
