@@ -30,10 +30,10 @@ def request(server, path, method="GET", headers=None):
 
 def test_all_lists_every_session_newest_first_with_every_field(claude, server_factory):
     older = claude.session("/home/a/one")
-    older.turn("older prompt", "ok")
+    older.write(older.prompt_record("older prompt", timestamp="2026-11-20T10:00:00.000Z"))
     newer = claude.session("/home/a/two", git_branch=None)
     newer.write_raw(b"")  # a 0-byte transcript, as 2.1.29 creates at session start
-    newer.turn("newer prompt", "ok")
+    newer.write(newer.prompt_record("newer prompt", timestamp="2026-11-21T10:00:00.000Z"))
     server = server_factory(claude.root)
     sessions = server.get_json("/api/claude-sessions/all")
     assert [s["id"] for s in sessions] == [newer.id, older.id]
