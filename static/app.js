@@ -926,7 +926,8 @@
     document.body.classList.add('has-detail');
     writeUrl(Boolean(push));
     loadTail(view.generation);
-    detail.scroller.focus({ preventScroll: true });
+    // Opened by the reader (click, Enter): keyboard scrolling starts in the conversation.
+    if (push) detail.scroller.focus({ preventScroll: true });
   }
 
   function closeSession({ push } = {}) {
@@ -1187,13 +1188,32 @@
     return el;
   }
 
+  /** Tool input: a JSON object reads best as name / value lines; anything else as it came. */
+  function renderToolInput(input) {
+    let args = null;
+    try {
+      args = JSON.parse(input);
+    } catch (err) {
+      args = null;
+    }
+    if (!args || typeof args !== 'object' || Array.isArray(args) || !Object.keys(args).length) {
+      return foldIfLong(h('pre', { class: 'tool-input' }, input), input);
+    }
+    const list = h('dl', { class: 'tool-input tool-args' });
+    for (const [name, value] of Object.entries(args)) {
+      const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+      list.append(h('dt', null, name), h('dd', null, text));
+    }
+    return foldIfLong(list, input);
+  }
+
   function renderToolUse(block) {
     const input = maskSecrets(block.input || '');
     const card = h('div', { class: 'tool' },
       h('div', { class: 'tool-head' },
         h('span', { class: 'tool-icon', 'aria-hidden': 'true' }, '›'),
         h('span', { class: 'tool-name' }, maskSecrets(block.name || 'tool'))),
-      input ? foldIfLong(h('pre', { class: 'tool-input' }, input), input) : null);
+      input ? renderToolInput(input) : null);
     if (block.id) {
       card.dataset.toolUseId = block.id;
       view.tools.set(block.id, card);
