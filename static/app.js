@@ -363,7 +363,7 @@
     }
     fillRow(row, session, previous);
     if (previous) noticeTransition(previous, session);
-    if (session.id === view.id) sessionChanged(session);
+    if (session.id === view.id) sessionChanged(session, previous);
   }
 
   function remove(id) {
@@ -835,9 +835,12 @@
     last: null, // {messageId, el, body} of the last rendered assistant message, for grouping
   };
 
-  function sessionChanged(session) {
+  function sessionChanged(session, previous) {
     renderDetailHead(session);
-    if (view.loaded) follow();
+    // init / refresh / polling repeat unchanged sessions: fetch only when the transcript moved.
+    const moved = !previous || previous.sizeBytes !== session.sizeBytes ||
+      previous.updatedAt !== session.updatedAt || previous.messageCount !== session.messageCount;
+    if (view.loaded && moved) follow();
   }
 
   function sessionRemoved() {

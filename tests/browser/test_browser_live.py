@@ -1,5 +1,7 @@
 """The dashboard follows the watched directory live (issue 4, first "Done when")."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -108,3 +110,43 @@ def test_refresh_button_rescans(page, server, claude):
     assert answer.value.status == 200
     expect(page.locator("#refresh")).to_have_attribute("aria-busy", "false")
     expect(row(page, session.id)).to_be_visible()
+
+
+def test_relative_time_keeps_ticking(page, server, claude):
+    import datetime as dt
+
+    session = claude.session()
+    record = session.prompt_record("an older prompt")
+    record["timestamp"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=56)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    session.write(record)
+    page.goto(dashboard_url(server))
+    when = field(page, session.id, "updatedAt")
+    expect(when).to_have_text(re.compile(r"^5\d s ago$"))
+    expect(when).to_have_text("1 min ago", timeout=8000)  # no event arrived: the page ticks by itself
+
+
+def test_works_behind_the_access_token(page, claude, server_factory):
+    token = "browser-test-token-0123456789"
+    srv = server_factory(claude.root, args=["--token", token])
+    session = claude.session()
+    session.turn("a private session")
+    page.goto(f"{srv.url}/?token={token}")
+    expect(page).to_have_url(f"{srv.url}/")  # exchanged for a cookie, dropped from the address
+    expect(page.locator("[data-connection-status]")).to_have_text("Live")
+    expect(row(page, session.id)).to_be_visible()
+    session.turn("more")
+    expect(field(page, session.id, "messageCount")).to_have_text("4", timeout=2000)
+
+
+def test_a_refused_api_is_explained(page, console, claude, server_factory):
+    console.allow(r"401|net::ERR_|Failed to load resource|EventSource")
+    token = "browser-test-token-0123456789"
+    srv = server_factory(claude.root, args=["--token", token])
+    page.goto(dashboard_url(srv, token=token, backoff=50, poll=200))
+    expect(page.locator("[data-connection-status]")).to_have_text("Live")
+    page.context.clear_cookies()  # signed out: every API call now answers 401
+    srv.stop()
+    srv.start()
+    expect(page.locator("[data-connection-status]")).to_have_text("Polling", timeout=10_000)
+    expect(page.locator("#banner")).to_contain_text("Not signed in", timeout=5000)
