@@ -14,7 +14,7 @@ from array import array
 import orjson
 
 from helm_monitor.claude import records as R
-from helm_monitor.claude.redact import redact
+from helm_monitor.claude.redact import redact_clipped
 from helm_monitor.claude.transcript import READ_CHUNK_BYTES, TranscriptReader
 
 MAX_LIMIT = 500
@@ -99,12 +99,6 @@ class Conversation:
         return {"messages": messages, "nextOffset": end if end < total else None, "total": total}
 
 
-def _clip(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    return text[:limit] + "\u2026", True
-
-
 def _result_text(content) -> str:
     if isinstance(content, str):
         return content
@@ -122,7 +116,7 @@ def _result_text(content) -> str:
 
 def _blocks(content) -> list[dict]:
     if isinstance(content, str):
-        return [{"type": "text", "text": redact(_clip(content, TEXT_MAX)[0])}]
+        return [{"type": "text", "text": redact_clipped(content, TEXT_MAX)[0]}]
     if not isinstance(content, list):
         return []
     out = []
@@ -131,17 +125,17 @@ def _blocks(content) -> list[dict]:
             continue
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
-            out.append({"type": "text", "text": redact(_clip(block["text"], TEXT_MAX)[0])})
+            out.append({"type": "text", "text": redact_clipped(block["text"], TEXT_MAX)[0]})
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
-            out.append({"type": "thinking", "text": redact(_clip(block["thinking"], TEXT_MAX)[0])})
+            out.append({"type": "thinking", "text": redact_clipped(block["thinking"], TEXT_MAX)[0]})
         elif kind == "tool_use":
             raw = block.get("input")
             text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
             out.append({"type": "tool_use", "id": R.str_or_none(block.get("id")), "name": R.str_or_none(block.get("name")) or "tool",
-                        "input": redact(_clip(text, TOOL_INPUT_MAX)[0])})
+                        "input": redact_clipped(text, TOOL_INPUT_MAX)[0]})
         elif kind == "tool_result":
-            text, truncated = _clip(_result_text(block.get("content")), TOOL_RESULT_MAX)
-            out.append({"type": "tool_result", "toolUseId": R.str_or_none(block.get("tool_use_id")), "text": redact(text),
+            text, truncated = redact_clipped(_result_text(block.get("content")), TOOL_RESULT_MAX)
+            out.append({"type": "tool_result", "toolUseId": R.str_or_none(block.get("tool_use_id")), "text": text,
                         "isError": block.get("is_error") is True, "truncated": truncated})
         elif kind == "image":
             out.append({"type": "image"})

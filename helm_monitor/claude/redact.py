@@ -26,10 +26,15 @@ _PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\b(npm_)[A-Za-z0-9]{30,}"), r"\1" + MASK),
     (re.compile(r"\b(hf_)[A-Za-z0-9]{30,}"), r"\1" + MASK),
     (re.compile(r"\b(eyJ)[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"), r"\1" + MASK),
-    # Authorization headers
-    (re.compile(r"\b((?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{12,}", re.IGNORECASE), r"\1" + MASK),
-    # Passwords in URLs: scheme://user:password@host
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@"), r"\1" + MASK + "@"),
+    # Authorization headers: whatever follows the header name and scheme.
+    (re.compile(r"""(?i)\b(authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic|token|digest)\s+)?)"""
+                r"[A-Za-z0-9._~+/=\-]{8,}"), r"\1" + MASK),
+    # A scheme word and a token elsewhere: the token must look random (a digit, or a
+    # lower-to-upper case change), or "basic understanding" would be masked.
+    (re.compile(r"\b((?i:bearer|basic|token)\s+)(?=[A-Za-z0-9._~+/=\-]*(?:[0-9]|[a-z][A-Z]))"
+                r"[A-Za-z0-9._~+/=\-]{12,}"), r"\1" + MASK),
+    # Passwords in URLs: scheme://user:password@host (the user may be empty)
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+@"), r"\1" + MASK + "@"),
     # key=value / key: value assignments of secret-looking names
     (re.compile(r"""(?i)\b((?:[a-z0-9_\-]*(?:password|passwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret))["']?\s*[:=]\s*["']?)([^\s"',;]{6,})"""),
      r"\1" + MASK),
@@ -43,3 +48,31 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+# Masking before clipping looks this far past the limit, so that a secret the
+# limit would cut is seen whole (and masked) rather than shown in part.
+_CLIP_MARGIN = 4096
+
+
+def redact_head(text: str, limit: int) -> tuple[str, bool]:
+    """The start of ``text``, masked, at least ``limit`` characters of it when it is that long;
+    and whether ``text`` went on past what is returned.
+
+    For text that will be shown cut to ``limit``: mask first, then cut. Cut first, a
+    secret straddling the limit could be left too short for its pattern and shown in
+    part. Only a window past the limit is masked (a 50 MB tool result is not scanned
+    whole), and its last part, where the window itself may cut a secret, is dropped.
+    """
+    if len(text) <= limit + _CLIP_MARGIN:
+        return redact(text), False
+    masked = redact(text[: limit + _CLIP_MARGIN])
+    return masked[: max(0, len(masked) - _CLIP_MARGIN // 2)], True
+
+
+def redact_clipped(text: str, limit: int, ellipsis: str = "\u2026") -> tuple[str, bool]:
+    """``text`` masked, then cut to ``limit`` characters plus ``ellipsis``; and whether it was cut."""
+    masked, cut = redact_head(text, limit)
+    if len(masked) > limit:
+        masked, cut = masked[:limit], True
+    return (masked + ellipsis if cut else masked), cut

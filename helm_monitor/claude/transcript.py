@@ -20,6 +20,7 @@ import stat
 import orjson
 
 from helm_monitor.claude import records as R
+from helm_monitor.claude.redact import redact_head
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class SessionStats:
             prompt = R.prompt_of(rec)
             if prompt is not None:
                 self.prompt_count += 1
-                clipped = R.clip(prompt, R.FIRST_PROMPT_MAX)
+                # Masked before it is cut (and before it is kept, or saved with the state).
+                head, cut = redact_head(prompt, R.FIRST_PROMPT_MAX)
+                clipped = R.clip(head + "\u2026" if cut else head, R.FIRST_PROMPT_MAX)
                 if self.first_prompt is None:
                     self.first_prompt = clipped
                 self.last_prompt = clipped
