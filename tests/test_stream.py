@@ -402,3 +402,21 @@ sys.exit(0 if ok else 1)
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK" in proc.stdout
+
+
+def test_session_without_registry_turns_ended_when_its_recent_write_window_passes(claude, server_factory):
+    """Claude Code before 2.1.75 keeps no registry: busy while written in the last 60 s."""
+    s = claude.session("/home/bob/legacy", version="2.1.29")
+    s.prompt("an old CLI at work")
+    almost = time.time() - 57.5
+    os.utime(s.path, (almost, almost))
+    server = server_factory(claude.root)
+    client, init = connect(server)
+    assert init.sessions[0]["status"] == "busy" and init.sessions[0]["pid"] is None
+    ev = client.wait_for(lambda e: e.type == "session-updated", 5)
+    assert ev.sessions[0]["status"] == "ended"
+    assert time.time() - almost >= 60
+    # Written again: busy again, at once.
+    s.reply("still going")
+    ev = client.wait_for(lambda e: e.type == "session-updated", 2)
+    assert ev.sessions[0]["status"] == "busy"
