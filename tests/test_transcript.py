@@ -285,3 +285,23 @@ def test_skipped_records_still_date_the_session(claude):
     r.update()
     assert r.stats.last_ts == "2099-01-01T00:00:00.000Z"
     assert r.stats.message_count == 2
+
+
+def test_file_rewritten_in_place_and_grown_back_is_read_again(claude):
+    """Same inode, rewritten (a tail rewrite) and by the next read longer than before:
+    the size alone cannot tell; the bytes before the old offset no longer match."""
+    s = claude.session()
+    s.write_raw(_turns(s, ["one", "two"], USAGE))
+    r = TranscriptReader(str(s.path))
+    r.update()
+    assert r.stats.message_count == 4
+    ino, old = s.path.stat().st_ino, r.offset
+    data = _turns(s, ["uno", "dos", "tres"], USAGE)
+    with open(s.path, "r+b") as f:
+        f.truncate(0)
+        f.write(data)
+    assert s.path.stat().st_ino == ino and len(data) > old
+    r.update()
+    assert r.stats.message_count == 6
+    assert tokens(r.stats) == (3, 6, 12, 9)
+    assert (r.stats.first_prompt, r.stats.last_prompt) == ("uno", "tres")
