@@ -9,8 +9,14 @@ copies under a lock.
 from __future__ import annotations
 
 import threading
+import time
 
-from helm_monitor.live.broadcaster import Broadcaster
+from helm_monitor.live.broadcaster import Broadcaster, payload
+
+# A whole-state payload (init, refresh) is reused for clients connecting
+# within this long of each other while nothing changed: 1,000 browsers
+# reconnecting after a restart cost one serialisation, not 1,000.
+SNAPSHOT_REUSE_S = 1.0
 
 STATUSES = ("busy", "waiting", "idle", "ended")
 
@@ -25,6 +31,8 @@ class SessionStore:
         self.broadcaster = broadcaster
         self._sessions: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._version = 0
+        self._payloads: dict[str, tuple[int, float, bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -33,6 +41,17 @@ class SessionStore:
         with self._lock:
             values = list(self._sessions.values())
         return newest_first(values)
+
+    def snapshot_payload(self, event_type: str) -> bytes:
+        """The SSE data of an ``init`` or ``refresh`` carrying every session."""
+        now = time.monotonic()
+        cached = self._payloads.get(event_type)
+        if cached is not None and cached[0] == self._version and now - cached[1] < SNAPSHOT_REUSE_S:
+            return cached[2]
+        version = self._version
+        data = payload(event_type, self.snapshot())
+        self._payloads[event_type] = (version, now, data)
+        return data
 
     def get(self, session_id: str) -> dict | None:
         return self._sessions.get(session_id)
@@ -60,6 +79,8 @@ class SessionStore:
                 elif old != new:
                     self._sessions[sid] = new
                     updated.append(new)
+            if created or updated or deleted:
+                self._version += 1
         out = {"session-created": newest_first(created), "session-updated": newest_first(updated),
                "session-deleted": deleted}
         for kind, sessions in out.items():
@@ -71,6 +92,7 @@ class SessionStore:
         """A full rescan: every client gets the whole state as ``refresh``."""
         with self._lock:
             self._sessions = dict(sessions)
+            self._version += 1
             values = list(self._sessions.values())
         self.broadcaster.publish("refresh", newest_first(values))
         return len(values)

@@ -38,7 +38,7 @@ def stream():
         return response
     broadcaster = svc.broadcaster
     if replay is None:
-        first = sse_frame(broadcaster.event_id(seq), "init", payload("init", svc.store.snapshot()))
+        first = sse_frame(broadcaster.event_id(seq), "init", svc.store.snapshot_payload("init"))
         metrics.sent("init")
     else:
         first = b"".join(e.frame for e in replay)
@@ -56,7 +56,7 @@ def stream():
                     yield sse_frame(broadcaster.event_id(), "keepalive", payload("keepalive", []))
                 elif item is REFRESH:
                     metrics.sent("refresh")
-                    yield sse_frame(broadcaster.event_id(), "refresh", payload("refresh", svc.store.snapshot()))
+                    yield sse_frame(broadcaster.event_id(), "refresh", svc.store.snapshot_payload("refresh"))
                 elif item is CLOSED:
                     return
                 else:
