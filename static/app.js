@@ -65,8 +65,14 @@
     [/\b(npm_)[A-Za-z0-9]{30,}/g, '$1' + MASK],
     [/\b(hf_)[A-Za-z0-9]{30,}/g, '$1' + MASK],
     [/\b(eyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, '$1' + MASK],
-    [/\b((?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{12,}/gi, '$1' + MASK],
-    [/(\b[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+@/g, '$1' + MASK + '@'],
+    // Authorization headers: whatever follows the header name and scheme.
+    [/\b(authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic|token|digest)\s+)?)[A-Za-z0-9._~+/=-]{8,}/gi, '$1' + MASK],
+    // A scheme word elsewhere: only a random-looking value (a digit or a case change), so
+    // prose such as "basic understanding" stays as written.
+    [/\b((?:[Bb]earer|BEARER|[Bb]asic|BASIC|[Tt]oken|TOKEN)\s+)(?=[A-Za-z0-9._~+/=-]*(?:[0-9]|[a-z][A-Z]))[A-Za-z0-9._~+/=-]{12,}/g,
+      '$1' + MASK],
+    // Passwords in URLs: scheme://user:password@host (the user may be empty).
+    [/(\b[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/g, '$1' + MASK + '@'],
     [/\b((?:[a-z0-9_-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret))["']?\s*[:=]\s*["']?)([^\s"',;]{6,})/gi,
       '$1' + MASK],
   ];

@@ -119,7 +119,10 @@ def test_the_page_masks_secrets_itself(page, server):
         "postgres://admin:hunter2hunter@db:5432/app": "postgres://admin:\u2022\u2022\u2022\u2022\u2022\u2022@db:5432/app",
         "password=correcthorse": "password=\u2022\u2022\u2022\u2022\u2022\u2022",
         "sk-openai-style sk-proj-abcdefghijklmnopqrstuv": "sk-openai-style sk-proj-\u2022\u2022\u2022\u2022\u2022\u2022",
+        "curl -H 'Bearer Zx81kLmPq0RsTuVw'": "curl -H 'Bearer \u2022\u2022\u2022\u2022\u2022\u2022'",
+        "redis://:hunter2hunter@cache:6379": "redis://:\u2022\u2022\u2022\u2022\u2022\u2022@cache:6379",
         "nothing secret here: ask-me-anything": "nothing secret here: ask-me-anything",
+        "a basic understanding of token authentication": "a basic understanding of token authentication",
     }
     for raw, masked in cases.items():
         assert page.evaluate("s => helmMonitor.maskSecrets(s)", raw) == masked, raw
