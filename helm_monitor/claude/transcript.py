@@ -20,7 +20,7 @@ import stat
 import orjson
 
 from helm_monitor.claude import records as R
-from helm_monitor.claude.redact import redact_head
+from helm_monitor.claude.redact import redact, redact_head
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ _HEAD_TIMESTAMP_RE = re.compile(
     rb'\{"type":"[^"]{1,64}",(?:"[A-Za-z]{1,40}":(?:"[^"\\]{0,200}"|-?[0-9.eE+]{1,40}|true|false|null),){0,6}'
     rb'"timestamp":"([0-9T:.+Z-]{10,40})"')
 _ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}","timestamp":"([0-9T:.+Z-]{10,40})"')
+
+
+def _masked(value) -> str | None:
+    """A title-like string, masked as soon as it is read (it is also kept in the saved state)."""
+    text = R.str_or_none(value)
+    return redact(text) if text else None
 
 
 class SessionStats:
@@ -131,13 +137,13 @@ class SessionStats:
                 self.tokens[i] += usage[i]
             self.usage_by_message[mid] = usage
         elif kind == "summary":
-            self.summary = R.str_or_none(rec.get("summary")) or self.summary
+            self.summary = _masked(rec.get("summary")) or self.summary
         elif kind == "ai-title":
-            self.ai_title = R.str_or_none(rec.get("aiTitle")) or self.ai_title
+            self.ai_title = _masked(rec.get("aiTitle")) or self.ai_title
         elif kind == "custom-title":
-            self.custom_title = R.str_or_none(rec.get("customTitle")) or self.custom_title
+            self.custom_title = _masked(rec.get("customTitle")) or self.custom_title
         elif kind == "agent-name":
-            self.custom_title = R.str_or_none(rec.get("agentName")) or self.custom_title
+            self.custom_title = _masked(rec.get("agentName")) or self.custom_title
 
 
 class TranscriptReader:
@@ -151,8 +157,10 @@ class TranscriptReader:
         self.size = 0
         self.mtime = 0.0
         self.ctime = 0.0
-        self._pending: list[bytes] = []  # pieces of the unfinished last line
-        self._pending_len = 0
+        # The unfinished last line. A bytearray grows in place (no re-copying of
+        # a long line per chunk) and orjson parses it as it is.
+        self._pending: bytearray | None = None
+        self._pending_checked = False  # the unfinished line's first bytes were looked at
         self._skipping = False  # inside a long line already known to be skippable
         self._warned = False
         self.bytes_read = 0  # total read from disk, for tests and benchmarks
@@ -217,8 +225,7 @@ class TranscriptReader:
         self.tail_check = b""
         self.stats = SessionStats()
         self.offset = 0
-        self._pending = []
-        self._pending_len = 0
+        self._drop_pending()
         self._skipping = False
 
     def _consume(self, chunk: bytes) -> None:
@@ -234,9 +241,9 @@ class TranscriptReader:
             if nl < 0:
                 self._hold(chunk)
                 return
-            line = b"".join(self._pending) + chunk[:nl]
-            self._pending = []
-            self._pending_len = 0
+            self._pending += memoryview(chunk)[:nl]
+            line = self._pending
+            self._drop_pending()
             self._line(line, 0, len(line))
             start = nl + 1
         find = chunk.find
@@ -253,28 +260,32 @@ class TranscriptReader:
 
     def _hold(self, piece: bytes) -> None:
         """Keep part of an unfinished line, unless it is already known to be skippable."""
-        self._pending.append(piece)
-        self._pending_len += len(piece)
-        if self._pending_len >= _PREFIX_BYTES:
-            head = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-            if self._skippable(head, 0, len(head)):
-                self._note_skipped(head, 0, len(head))
-                self._pending = []
-                self._pending_len = 0
+        if self._pending is None:
+            self._pending = bytearray(piece)
+        else:
+            self._pending += piece
+        size = len(self._pending)
+        if size > MAX_LINE_BYTES:
+            self._bad(f"a line longer than {MAX_LINE_BYTES} bytes was skipped")
+            self._drop_pending()
+            self._skipping = True
+        elif not self._pending_checked and size >= _PREFIX_BYTES:
+            # Look at the line's first bytes once; a long line is then only collected.
+            self._pending_checked = True
+            if self._skippable(self._pending, 0, size):
+                self._note_skipped(self._pending, 0, size)
+                self._drop_pending()
                 self._skipping = True
-            elif self._pending_len > MAX_LINE_BYTES:
-                self._bad(f"a line longer than {MAX_LINE_BYTES} bytes was skipped")
-                self._pending = []
-                self._pending_len = 0
-                self._skipping = True
-            else:
-                self._pending = [head]
+
+    def _drop_pending(self) -> None:
+        self._pending = None
+        self._pending_checked = False
 
     @staticmethod
     def _skippable(buf: bytes, start: int, end: int) -> bool:
         if buf.startswith(_TYPE_FIRST, start):
             q = buf.find(b'"', start + 9, min(end, start + 64))
-            return q > 0 and buf[start + 9:q] not in WANTED_TYPES
+            return q > 0 and bytes(buf[start + 9:q]) not in WANTED_TYPES
         return _ATTACHMENT_RE.match(buf, start, min(end, start + _PREFIX_BYTES)) is not None
 
     def _note_skipped(self, buf: bytes, start: int, end: int) -> None:
