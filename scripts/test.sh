@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # its own browser here), nginx, systemd-analyze.
 missing=()
 [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
-[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
