@@ -252,10 +252,14 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def write_results(name: str, data: dict) -> Path:
+    """bench/results/<name>.json (<name>-quick.json for --quick, so smoke runs never overwrite real numbers)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if data.get("quick"):
+        name += "-quick"
     data = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": machine(), **data}
     p = RESULTS / f"{name}.json"
+    data["benchmark"] = name.replace("-quick", "")
     p.write_text(json.dumps(data, indent=2))
     return p
 

@@ -20,12 +20,27 @@ from pathlib import Path
 
 from common import BENCH, RESULTS, machine
 
+NOTES = """Method:
+- Corpora: `bench/make_corpus.py` (deterministic; record templates from the real 2.1.330 / 2.1.29 /
+  subagent samples; long-tailed session sizes, 2.1.29 projects with lagging sessions-index.json,
+  subagents, multi-MB lines). 1 GB corpus: 1623 main transcripts in 191 projects, 634 other transcripts,
+  largest 92 MB. Page cache warm.
+- Times are from process start (`python -m helm_monitor`, gunicorn arbiter + one gevent worker) and
+  include about 0.25 s of interpreter and gunicorn start-up. RSS is the sum over the process tree,
+  sampled every 50 ms; "sum of VmHWM" adds each process's own peak.
+- Latency: from the end of the `write()` of an O_APPEND user+assistant turn to the arrival of the event
+  carrying that prompt, debounce 500 ms, measured on 3 clients in the benchmark process; the other clients
+  are held by a child process (bench/sseload.py, one epoll loop) and read every event.
+- Fan-out: first to last arrival over all N clients (two client processes for N=5000), median of 5 events;
+  RSS per connection = (tree RSS with N clients - before) / N.
+"""
+
 BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle"]
 
 
-def load(name: str) -> dict | None:
+def load(name: str, quick: bool = False) -> dict | None:
     try:
-        return json.loads((RESULTS / f"{name}.json").read_text())
+        return json.loads((RESULTS / f"{name}{'-quick' if quick else ''}.json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -147,14 +162,14 @@ def main(argv=None) -> int:
                 rc = "timeout"
             status[name] = rc
             print(f"== {name}: exit {rc} after {time.monotonic() - t:.0f}s\n", flush=True)
-    res = {n: load(n) for n in BENCHES}
+    res = {n: load(n, a.quick) for n in BENCHES}
     res = {k: v for k, v in res.items() if v}
     md = markdown(res, a.quick)
     print(md)
     if a.write:
         a.write.write_text("# helm-monitor benchmark results\n\nMade with `.venv/bin/python bench/run_all.py"
                            + (" --quick" if a.quick else "") + "` (each benchmark: `bench/<name>.py`, "
-                           "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n")
+                           "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n\n" + NOTES)
     failed = [n for n, rc in status.items() if rc != 0]
     return 1 if failed else 0
 
