@@ -23,7 +23,6 @@ from helm_monitor.claude import records as R
 from helm_monitor.claude.conversation import Conversation
 from helm_monitor.claude.index import IndexHints, read_index
 from helm_monitor.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
-from helm_monitor.claude.redact import redact
 from helm_monitor.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
 from helm_monitor.claude.transcript import TranscriptReader, read_first_session_id
 
@@ -425,9 +424,10 @@ class Catalog:
             "source": SOURCE,
             "projectPath": project_path,
             "projectDir": t.project,
-            "title": redact(title),
-            "firstPrompt": redact(first_prompt) if first_prompt else None,
-            "lastPrompt": redact(st.last_prompt) if st.last_prompt else None,
+            # Masked when read (transcript, index): not again for every build.
+            "title": title,
+            "firstPrompt": first_prompt,
+            "lastPrompt": st.last_prompt,
             "messageCount": st.message_count,
             "createdAt": st.first_ts or iso_from_epoch(min(t.reader.ctime, t.reader.mtime) or t.reader.mtime),
             "updatedAt": st.last_ts or iso_from_epoch(t.reader.mtime),

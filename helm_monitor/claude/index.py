@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from helm_monitor.claude.redact import redact
+
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
@@ -38,6 +40,7 @@ def read_index(path: str) -> IndexHints:
         for entry in entries:
             if not isinstance(entry, dict) or not isinstance(entry.get("sessionId"), str):
                 continue
-            keep = {k: entry[k] for k in ("summary", "projectPath", "customTitle") if isinstance(entry.get(k), str) and entry[k]}
+            keep = {k: redact(entry[k]) if k != "projectPath" else entry[k]
+                    for k in ("summary", "projectPath", "customTitle") if isinstance(entry.get(k), str) and entry[k]}
             hints.entries[entry["sessionId"]] = keep
     return hints

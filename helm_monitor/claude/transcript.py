@@ -46,6 +46,12 @@ _HEAD_TIMESTAMP_RE = re.compile(
 _ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}","timestamp":"([0-9T:.+Z-]{10,40})"')
 
 
+def _prompt_text(prompt: str) -> str:
+    # Masked before it is cut (a secret straddling the cut is still masked whole).
+    head, cut = redact_head(prompt, R.FIRST_PROMPT_MAX)
+    return R.clip(head + "\u2026" if cut else head, R.FIRST_PROMPT_MAX)
+
+
 def _masked(value) -> str | None:
     """A title-like string, masked as soon as it is read (it is also kept in the saved state)."""
     text = R.str_or_none(value)
@@ -58,7 +64,7 @@ class SessionStats:
     __slots__ = (
         "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
         "summary", "first_prompt", "last_prompt", "prompt_count", "usage_by_message", "tokens",
-        "bad_lines", "records", "session_id",
+        "bad_lines", "records", "session_id", "_raw_first", "_raw_last",
     )
 
     def __init__(self) -> None:
@@ -80,6 +86,17 @@ class SessionStats:
         self.bad_lines = 0
         self.records = 0
         self.session_id: str | None = None
+        self._raw_first: str | None = None
+        self._raw_last: str | None = None
+
+    def finish(self) -> None:
+        """Mask the first and latest prompt seen by this read: only masked text is kept."""
+        if self._raw_first is not None:
+            self.first_prompt = _prompt_text(self._raw_first)
+            self._raw_first = None
+        if self._raw_last is not None:
+            self.last_prompt = _prompt_text(self._raw_last)
+            self._raw_last = None
 
     @property
     def message_count(self) -> int:
@@ -110,12 +127,11 @@ class SessionStats:
             prompt = R.prompt_of(rec)
             if prompt is not None:
                 self.prompt_count += 1
-                # Masked before it is cut (and before it is kept, or saved with the state).
-                head, cut = redact_head(prompt, R.FIRST_PROMPT_MAX)
-                clipped = R.clip(head + "\u2026" if cut else head, R.FIRST_PROMPT_MAX)
-                if self.first_prompt is None:
-                    self.first_prompt = clipped
-                self.last_prompt = clipped
+                # Kept raw until the read ends (finish): masking every prompt of a
+                # long history would cost more than reading it.
+                if self.first_prompt is None and self._raw_first is None:
+                    self._raw_first = prompt
+                self._raw_last = prompt
         elif kind == "assistant":
             if rec.get("isSidechain") is True:
                 return
@@ -210,6 +226,7 @@ class TranscriptReader:
                     self.bytes_read += len(chunk)
                     self._consume(chunk)
                     self.tail_check = (self.tail_check + chunk[-_TAIL_CHECK_BYTES:])[-_TAIL_CHECK_BYTES:]
+                self.stats.finish()
                 changed = True
             return changed
         finally:
