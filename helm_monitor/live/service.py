@@ -70,6 +70,19 @@ class LiveService:
                 watcher.error = str(exc)
             monitor.start()
             log.info("watching %s (%s)", self.claude_dir, watcher.mode)
+            self._check_fd_limit()
+
+    def _check_fd_limit(self) -> None:
+        try:
+            import resource
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (ImportError, OSError, ValueError):
+            return
+        needed = self.broadcaster.max_clients + 64  # listeners, watches, files being read
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            log.warning("the open-file limit (%d) is below what %d stream clients need (~%d): raise it "
+                        "(ulimit -n, or LimitNOFILE= in the unit) or lower the client cap",
+                        soft, self.broadcaster.max_clients, needed)
 
     def stop(self) -> None:
         self.close_streams()
