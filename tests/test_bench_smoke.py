@@ -1,0 +1,30 @@
+"""Each benchmark runs end to end on tiny sizes, so bench/ cannot rot.
+
+Benchmarks report numbers; they are not timed tests. Only that each runs and
+writes its results is checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", ["cold_start", "live_latency", "fanout", "incremental", "idle"])
+def test_benchmark_quick_run(name, tmp_path):
+    env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick"], capture_output=True, text=True,
+                          timeout=280, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = BENCH / "results" / f"{name}-quick.json"
+    assert results.is_file()
+    assert json.loads(results.read_text())
