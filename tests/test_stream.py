@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support.claude import ClaudeDir, append
+from tests.support.claude import ClaudeDir
 from tests.support.server import wait_until
 from tests.support.sse import SSEClient
 

@@ -16,11 +16,10 @@ import errno
 import logging
 import os
 import time
-from collections import OrderedDict
 from typing import Callable, Iterator
 
 from helm_monitor.claude import records as R
-from helm_monitor.claude.conversation import Conversation
+from helm_monitor.claude.conversation import Conversations
 from helm_monitor.claude.index import IndexHints, read_index
 from helm_monitor.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
 from helm_monitor.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
@@ -33,7 +32,6 @@ REGISTRY_SINCE = (2, 1, 75)
 # Without a registry, a transcript written this recently counts as busy.
 RECENT_WRITE_S = 60.0
 SOURCE = "claude-code"
-_CONVERSATIONS_CACHED = 8
 
 
 def parse_version(value: str | None) -> tuple[int, ...] | None:
@@ -76,7 +74,7 @@ class Catalog:
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
         self.incomplete_registry: set[str] = set()  # registry paths to read again soon
         self._warned: set[tuple[str, str]] = set()
-        self._conversations: OrderedDict[str, Conversation] = OrderedDict()
+        self._conversations = Conversations(8)
         # Readers restored from a saved state (helm_monitor.claude.state), used when their path is applied.
         self._restored: dict[str, _Transcript] = {}
 
@@ -233,7 +231,7 @@ class Catalog:
 
     def _forget_transcript(self, path: str) -> set[str]:
         t = self._transcripts.pop(path, None)
-        self._conversations.pop(path, None)
+        self._conversations.forget(path)
         if t is None:
             return set()
         paths = self._paths_by_id.get(t.session_id)
@@ -446,15 +444,7 @@ class Catalog:
         path = self.transcript_path(session_id)
         if path is None:
             return None
-        conv = self._conversations.get(path)
-        if conv is None:
-            conv = Conversation(path)
-            self._conversations[path] = conv
-            while len(self._conversations) > _CONVERSATIONS_CACHED:
-                self._conversations.popitem(last=False)
-        else:
-            self._conversations.move_to_end(path)
-        return conv.page(offset, limit)
+        return self._conversations.get(path).page(offset, limit)
 
     # ------------------------------------------------------------------ misc
     def _warn(self, path: str, what: str, message: str, level: int = logging.WARNING) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from array import array
+from collections import OrderedDict
 
 import orjson
 
@@ -97,6 +99,30 @@ class Conversation:
                         continue  # rewritten under us; the next page call re-indexes
                     messages.append(to_message(i, rec))
         return {"messages": messages, "nextOffset": end if end < total else None, "total": total}
+
+
+class Conversations:
+    """The most recently paged conversations, by transcript path (their indexes are kept)."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._items: OrderedDict[str, Conversation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> Conversation:
+        with self._lock:
+            conv = self._items.get(path)
+            if conv is None:
+                conv = self._items[path] = Conversation(path)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(path)
+            return conv
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._items.pop(path, None)
 
 
 def _result_text(content) -> str:

@@ -11,10 +11,9 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 
 from helm_monitor.claude.catalog import Catalog
-from helm_monitor.claude.conversation import Conversation
+from helm_monitor.claude.conversation import Conversations
 from helm_monitor.live.broadcaster import Broadcaster
 from helm_monitor.live.cache import StateCache
 from helm_monitor.live.monitor import Monitor, Offload
@@ -22,8 +21,6 @@ from helm_monitor.live.store import SessionStore
 from helm_monitor.live.watcher import Watcher
 
 log = logging.getLogger(__name__)
-
-_CONVERSATIONS_CACHED = 16
 
 
 class LiveService:
@@ -41,8 +38,7 @@ class LiveService:
         self.offload: Offload = lambda fn: fn()
         self.started_at: float | None = None
         self._start_lock = threading.Lock()
-        self._conversations: OrderedDict[str, Conversation] = OrderedDict()
-        self._conv_lock = threading.Lock()
+        self._conversations = Conversations(16)
 
     @property
     def started(self) -> bool:
@@ -106,14 +102,7 @@ class LiveService:
         path = self.transcript_path(session_id)
         if path is None:
             return None
-        with self._conv_lock:
-            conv = self._conversations.get(path)
-            if conv is None:
-                conv = self._conversations[path] = Conversation(path)
-                while len(self._conversations) > _CONVERSATIONS_CACHED:
-                    self._conversations.popitem(last=False)
-            else:
-                self._conversations.move_to_end(path)
+        conv = self._conversations.get(path)
         try:
             return self.offload(lambda: conv.page(offset, limit))
         except FileNotFoundError:
