@@ -98,7 +98,9 @@ def test_healthz_and_metrics(claude, server_factory):
     assert health["sessions"] == 1 and health["clients"] == 0
     assert health["watcher"]["mode"] == "inotify"
     assert str(claude.projects) in health["watcher"]["watching"]
-    assert isinstance(health["secondsSinceLastEvent"], (int, float))
+    assert health["secondsSinceLastEvent"] is None  # no file event since start
+    claude.session("/w/h2").prompt("y")
+    wait_until(lambda: isinstance(server.get_json("/healthz")["secondsSinceLastEvent"], float), 3)
     status, headers, body = request(server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
     text = body.decode()

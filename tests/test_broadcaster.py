@@ -94,3 +94,13 @@ def test_get_waits_for_an_event_from_another_thread():
     threading.Timer(0.05, lambda: b.publish("session-created", [])).start()
     assert sub.get(5).type == "session-created"
     assert sub.get(0.01) is None
+
+
+def test_refresh_snapshots_are_not_held_for_replay():
+    b = Broadcaster(replay_size=8)
+    b.publish("session-updated", [])
+    b.publish("refresh", [{"id": str(i)} for i in range(100)])
+    b.publish("session-updated", [{"id": "after"}])
+    assert [e.type for e in b._ring] == ["session-updated"]
+    assert b.subscribe(last_event_id=f"{b.epoch}-1")[1] is None  # missed the refresh: init
+    assert [e.seq for e in b.subscribe(last_event_id=f"{b.epoch}-2")[1]] == [3]

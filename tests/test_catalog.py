@@ -342,3 +342,21 @@ def test_deleted_transcript_and_project_are_forgotten(claude):
     shutil.rmtree(s2.project_dir)
     assert cat.apply(str(s2.project_dir)) == {s2.id}
     assert cat.sessions() == {}
+
+
+def test_a_registry_file_that_stays_malformed_is_not_read_forever(claude):
+    from helm_monitor.claude.catalog import REGISTRY_RETRIES, Catalog
+    s = claude.session("/w/reg")
+    s.prompt("x")
+    path = claude.root / "sessions" / "4242.json"
+    path.write_text('{"pid": 4242, "sessionId": ')
+    cat = Catalog(claude.root)
+    cat.full_scan()
+    assert str(path) in cat.incomplete_registry
+    for _ in range(REGISTRY_RETRIES + 1):
+        cat.retry_incomplete()
+    assert not cat.incomplete_registry
+    claude.register(os.getpid(), s.id, status="busy")  # a new write brings it back
+    path.write_text('{"pid": 4242, "sessionId": ')
+    cat.apply(str(path))
+    assert str(path) in cat.incomplete_registry

@@ -40,7 +40,7 @@ def test_reads_make_no_events_and_writes_do(claude):
     w.start()
     try:
         assert w.mode == "inotify"
-        wait_until(lambda: str(claude.projects) in rec.paths(), 2)  # the initial scan request
+        assert set(w.watching) == {str(claude.root), str(claude.projects), str(claude.root / "sessions")}
         before = len(rec.paths())
         for _ in range(20):
             with open(s.path, "rb") as f:

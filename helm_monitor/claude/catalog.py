@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # Claude Code versions before this keep no live-process registry.
 REGISTRY_SINCE = (2, 1, 75)
+# Reads of a registry file that stays incomplete before waiting for its next change.
+REGISTRY_RETRIES = 25
 # Without a registry, a transcript written this recently counts as busy.
 RECENT_WRITE_S = 60.0
 SOURCE = "claude-code"
@@ -73,6 +75,7 @@ class Catalog:
         self._registry: dict[str, RegistryEntry] = {}  # registry path -> entry
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
         self.incomplete_registry: set[str] = set()  # registry paths to read again soon
+        self._registry_retries: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
         self._conversations = Conversations(8)
         # Readers restored from a saved state (helm_monitor.claude.state), used when their path is applied.
@@ -193,7 +196,12 @@ class Catalog:
         path = os.path.abspath(path)
         if path == self.layout.root:
             return self.full_scan()
-        below = [p for p in self.known_paths() if p.startswith(path + os.sep)]
+        info = self.layout.classify(path, is_dir=True)
+        if info.kind is Kind.SESSION_DIR:
+            # The hot case (a runaway agent makes folders by the thousand): only this session's files.
+            below = [p for p in self._subagents.get(info.session_id, ()) if p.startswith(path + os.sep)]
+        else:
+            below = [p for p in self.known_paths() if p.startswith(path + os.sep)]
         changed: set[str] = set()
         present = set()
         if os.path.isdir(path):
@@ -291,7 +299,9 @@ class Catalog:
         ids = set(old.entries if old else ()) | set(hints.entries if hints else ())
         return {i for i in ids if i in self._paths_by_id}
 
-    def _apply_registry(self, path: str, pid: int) -> set[str]:
+    def _apply_registry(self, path: str, pid: int, retry: bool = False) -> set[str]:
+        if not retry:
+            self._registry_retries.pop(path, None)  # a new write: a new budget of retries
         old = self._registry.get(path)
         try:
             entry = read_entry(path, pid)
@@ -346,16 +356,28 @@ class Catalog:
         return alive
 
     def retry_incomplete(self) -> set[str]:
+        """Read half-written registry files again; give up on one after a few seconds
+        (it is then malformed, not half written: its next change brings it back)."""
         changed = set()
         for path in list(self.incomplete_registry):
+            tries = self._registry_retries.get(path, 0) + 1
+            if tries > REGISTRY_RETRIES:
+                self.incomplete_registry.discard(path)
+                self._registry_retries.pop(path, None)
+                continue
+            self._registry_retries[path] = tries
             info = self.layout.classify(path)
             if info.kind is Kind.REGISTRY:
-                changed |= self._apply_registry(path, info.pid)
+                changed |= self._apply_registry(path, info.pid, retry=True)
         return changed
 
-    def status_deadline(self) -> float | None:
-        """The earliest wall-clock time at which a session's status turns by time alone."""
-        now = self.clock()
+    def status_deadline(self, after: float | None = None) -> float | None:
+        """The earliest wall-clock time after ``after`` (default: now) at which a session's status turns by time alone.
+
+        A caller that built sessions at time T passes ``after=T``, so a deadline
+        that fell between the build and this call is not missed.
+        """
+        now = self.clock() if after is None else after
         best = None
         for t in self._transcripts.values():
             due = t.reader.mtime + RECENT_WRITE_S

@@ -26,46 +26,73 @@ TOOL_RESULT_MAX = 4_000
 _MESSAGE_TYPES = (b"user", b"assistant")
 
 
+class _Stale(Exception):
+    """An indexed line no longer holds a message."""
+
+
 class Conversation:
+    """One transcript's messages, indexed incrementally.
+
+    Callers that page from several threads or greenlets hold ``lock``: the
+    index is extended in place.
+    """
+
+    _TAIL = 32
+
     def __init__(self, path: str):
         self.path = path
+        self.lock = threading.Lock()
+        self._reset()
+        self._inode: int | None = None
+
+    def _reset(self) -> None:
         self._starts = array("q")
         self._ends = array("q")
-        self._offset = 0
-        self._inode: int | None = None
-        self._pending_start = 0
+        self._offset = 0  # start of the first line not indexed yet
+        self._tail = b""  # the bytes just before _offset, to notice a rewritten file
 
     def _update(self) -> None:
         with open(self.path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if self._inode is not None and (st.st_ino != self._inode or st.st_size < self._offset):
-                self._starts = array("q")
-                self._ends = array("q")
-                self._offset = 0
+            fd = f.fileno()
+            st = os.fstat(fd)
+            if self._inode is not None and (
+                    st.st_ino != self._inode or st.st_size < self._offset
+                    or (self._tail and os.pread(fd, len(self._tail), self._offset - len(self._tail)) != self._tail)):
+                self._reset()  # replaced, shrunk, or its tail rewritten
             self._inode = st.st_ino
-            # Re-read from the start of the unfinished line (if any).
-            pos = self._offset
-            f.seek(pos)
-            carry = b""
+            base = self._offset  # file position of the chunk being read
+            line_start = base
+            pieces: list[bytes] = []  # an unfinished line spanning chunks
+            f.seek(base)
             while True:
                 chunk = f.read(READ_CHUNK_BYTES)
                 if not chunk:
                     break
-                buf = carry + chunk if carry else chunk
-                base = pos - len(carry)
                 start = 0
                 while True:
-                    nl = buf.find(b"\n", start)
+                    nl = chunk.find(b"\n", start)
                     if nl < 0:
                         break
-                    if self._is_message(buf, start, nl):
+                    if pieces:
+                        pieces.append(chunk[start:nl])
+                        line = b"".join(pieces)
+                        pieces = []
+                        if self._is_message(line, 0, len(line)):
+                            self._starts.append(line_start)
+                            self._ends.append(line_start + len(line))
+                    elif self._is_message(chunk, start, nl):
                         self._starts.append(base + start)
                         self._ends.append(base + nl)
                     start = nl + 1
-                carry = buf[start:]
-                pos += len(chunk)
-                self._offset = base + start
-            # an unfinished last line stays unread until it is completed
+                    line_start = base + start
+                if start < len(chunk):
+                    pieces.append(chunk[start:])
+                base += len(chunk)
+            # an unfinished last line is indexed once it is completed
+            if line_start != self._offset:
+                self._offset = line_start
+                n = min(self._TAIL, line_start)
+                self._tail = os.pread(fd, n, line_start - n)
 
     @staticmethod
     def _is_message(buf: bytes, start: int, end: int) -> bool:
@@ -83,6 +110,15 @@ class Conversation:
 
     def page(self, offset: int = 0, limit: int = 100) -> dict:
         self._update()
+        try:
+            return self._page(offset, limit)
+        except _Stale:
+            # The file changed under the index in a way _update could not see: start over.
+            self._reset()
+            self._update()
+            return self._page(offset, limit)
+
+    def _page(self, offset: int, limit: int) -> dict:
         total = len(self._starts)
         offset = max(0, min(offset, total))
         limit = max(1, min(limit, MAX_LIMIT))
@@ -96,7 +132,9 @@ class Conversation:
                     try:
                         rec = orjson.loads(line)
                     except orjson.JSONDecodeError:
-                        continue  # rewritten under us; the next page call re-indexes
+                        raise _Stale() from None
+                    if not isinstance(rec, dict):
+                        raise _Stale()
                     messages.append(to_message(i, rec))
         return {"messages": messages, "nextOffset": end if end < total else None, "total": total}
 

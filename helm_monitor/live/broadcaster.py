@@ -132,6 +132,7 @@ class Broadcaster:
         self._subs: set[Subscription] = set()
         self._seq = 0
         self._ring: collections.deque[Event] = collections.deque(maxlen=replay_size)
+        self._ring_floor = 0  # events up to this sequence number cannot be replayed
         self.published: collections.Counter = collections.Counter()
         self.overflows = 0
         self.slow_disconnects = 0
@@ -154,7 +155,12 @@ class Broadcaster:
         with self._lock:
             self._seq += 1
             event = Event(self._seq, event_type, sse_frame(self.event_id(self._seq), event_type, data), len(sessions))
-            self._ring.append(event)
+            if event_type == "refresh":
+                # A whole snapshot: not worth holding for replay. Whoever missed it gets init.
+                self._ring.clear()
+                self._ring_floor = self._seq
+            else:
+                self._ring.append(event)
             subs = list(self._subs)
             self.published[event_type] += 1
             self.last_publish_at = time.time()
@@ -192,7 +198,7 @@ class Broadcaster:
         if last == self._seq:
             return []
         oldest = self._ring[0].seq if self._ring else self._seq + 1
-        if last + 1 < oldest:
+        if last + 1 < oldest or last < self._ring_floor:
             return None  # the gap is no longer held
         return [e for e in self._ring if e.seq > last]
 

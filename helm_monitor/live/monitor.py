@@ -100,7 +100,7 @@ class Monitor:
 
     def _key(self, path: str, is_dir: bool | None) -> str:
         info = self.catalog.layout.classify(path, is_dir)
-        if info.kind in (Kind.TRANSCRIPT, Kind.SUBAGENT) and info.session_id:
+        if info.kind in (Kind.TRANSCRIPT, Kind.SUBAGENT, Kind.SESSION_DIR) and info.session_id:
             return "session:" + info.session_id
         return path
 
@@ -128,7 +128,8 @@ class Monitor:
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        self._save_state()
+        if self._thread is None or not self._thread.is_alive():
+            self._save_state()  # never while the pump could still change what is saved
 
     def _save_state(self) -> None:
         if self._state_cache is not None and self._state_dirty:
@@ -178,6 +179,7 @@ class Monitor:
                 now = time.monotonic()
                 refreshes, self._refresh_waiters = self._refresh_waiters, []
                 due = self._take_due(now)
+            built_at = time.time()
             try:
                 if refreshes:
                     self._do_refresh(refreshes)
@@ -194,7 +196,7 @@ class Monitor:
                 if changed:
                     self._commit(changed)
                 if due or changed or refreshes:
-                    self._status_deadline = self.catalog.status_deadline()
+                    self._status_deadline = self.catalog.status_deadline(after=built_at)
                 if due or refreshes:
                     self._state_dirty = True
                 if now >= next_save:
@@ -232,13 +234,21 @@ class Monitor:
             changed: set[str] = set()
             for _key, pending in due:
                 for path, is_dir in pending.paths.items():
-                    changed |= self.catalog.apply(path, is_dir)
+                    changed |= self._apply_one(path, is_dir)
             return self._sessions_for(changed)
         changes = self._offload(work)
         self.store.apply(changes)
         self.batches += 1
         oldest = min(p.first_seen for _k, p in due)
         self.last_lag_s = time.monotonic() - oldest
+
+    def _apply_one(self, path: str, is_dir: bool | None = None) -> set[str]:
+        try:
+            return self.catalog.apply(path, is_dir)
+        except Exception:  # a bug met by one file must not drop its neighbours' changes
+            self.failures += 1
+            log.exception("reading %s failed; skipped", path)
+            return set()
 
     def _expired_ids(self) -> set[str]:
         """Sessions shown busy by the recent-write rule: some of them just turned ended."""
@@ -268,16 +278,22 @@ class Monitor:
         self.scanning = True
         if self._state_cache is not None:
             self._offload(lambda: self._state_cache.load_into(self.catalog))
-        paths = self._offload(lambda: list(self.catalog.iter_paths()))
+
+        def listing() -> list[tuple[str, int]]:
+            out = []
+            for path in self.catalog.iter_paths():
+                try:
+                    out.append((path, os.stat(path).st_size))
+                except OSError:
+                    out.append((path, 0))
+            return out
+
         # Registry first (status), then transcripts in slices of bounded size.
         batch: list[str] = []
         size = 0
-        for path in paths:
+        for path, file_size in self._offload(listing):
             batch.append(path)
-            try:
-                size += os.stat(path).st_size
-            except OSError:
-                pass
+            size += file_size
             if size >= SCAN_SLICE_BYTES or len(batch) >= SCAN_SLICE_FILES:
                 self._scan_slice(batch)
                 batch, size = [], 0
@@ -292,6 +308,6 @@ class Monitor:
         def work():
             changed: set[str] = set()
             for p in paths:
-                changed |= self.catalog.apply(p)
+                changed |= self._apply_one(p)
             return self._sessions_for(changed)
         self.store.apply(self._offload(work))

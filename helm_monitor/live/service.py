@@ -35,7 +35,8 @@ class LiveService:
         self.cache_dir = cache_dir
         self.monitor: Monitor | None = None
         self.watcher: Watcher | None = None
-        self.offload: Offload = lambda fn: fn()
+        self.offload: Offload = lambda fn: fn()  # the pump's file reading
+        self.request_offload: Offload = lambda fn: fn()  # requests' file reading (conversations)
         self.started_at: float | None = None
         self._start_lock = threading.Lock()
         self._conversations = Conversations(16)
@@ -44,12 +45,14 @@ class LiveService:
     def started(self) -> bool:
         return self.monitor is not None
 
-    def start(self, offload: Offload | None = None) -> None:
+    def start(self, offload: Offload | None = None, request_offload: Offload | None = None) -> None:
         with self._start_lock:
             if self.monitor is not None:
                 return
             if offload is not None:
                 self.offload = offload
+            if request_offload is not None:
+                self.request_offload = request_offload
             self.started_at = time.time()
             cache = StateCache(self.cache_dir, self.claude_dir) if self.cache_dir else None
             monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
@@ -104,7 +107,9 @@ class LiveService:
             return None
         conv = self._conversations.get(path)
         try:
-            return self.offload(lambda: conv.page(offset, limit))
+            # The lock is taken here, in the request's greenlet, not in the pool's thread.
+            with conv.lock:
+                return self.request_offload(lambda: conv.page(offset, limit))
         except FileNotFoundError:
             return None
 

@@ -85,7 +85,8 @@ class Watcher:
                     self._use_polling(f"inotify unavailable: {exc}")
             self._observer.daemon = True
             self._observer.start()
-            self.ensure_watches()
+            # The monitor's first scan comes after these watches: nothing to ask for.
+            self.ensure_watches(scan=False)
 
     def _use_polling(self, why: str) -> None:
         if self.mode == "inotify":
@@ -108,7 +109,7 @@ class Watcher:
             except RuntimeError:
                 pass
 
-    def ensure_watches(self) -> None:
+    def ensure_watches(self, scan: bool = True) -> None:
         """Watch what exists now; drop watches whose directory went or was replaced.
 
         Called at start, when a top-level directory appears or vanishes, and
@@ -131,12 +132,13 @@ class Watcher:
                     del self._watches[path]
                     current = None
                 if current is None and inode is not None:
-                    if not self._schedule(path, recursive, inode):
+                    if not self._schedule(path, recursive, inode, scan):
                         return  # switched to polling; that call scheduled everything
-                    # Anything created before the watch existed is found by a scan.
-                    self._notify(path, True)
+                    if scan:
+                        # Anything created before the watch existed is found by a scan.
+                        self._notify(path, True)
 
-    def _schedule(self, path: str, recursive: bool, inode: int) -> bool:
+    def _schedule(self, path: str, recursive: bool, inode: int, scan: bool = True) -> bool:
         try:
             watch = self._observer.schedule(self._handler, path, recursive=recursive, event_filter=EVENT_TYPES)
         except OSError as exc:
@@ -154,7 +156,7 @@ class Watcher:
                 old.stop()
             except Exception:
                 pass
-            self.ensure_watches()
+            self.ensure_watches(scan)
             return False
         self._watches[path] = (watch, inode)
         return True

@@ -11,7 +11,7 @@ import (``preload_app`` stays off) and never in ``post_fork``.
 
 import os
 
-from helm_monitor.server.runtime import close_streams_now, start_in_worker
+from helm_monitor.server.runtime import close_streams_now, start_in_worker, stop_in_worker
 
 _host = os.environ.get("HOST", "127.0.0.1")
 _port = os.environ.get("PORT", "5003")
@@ -26,7 +26,9 @@ preload_app = False
 graceful_timeout = 5
 # The worker heartbeat (not a request timeout: streams are long-lived by design).
 timeout = 30
-keepalive = 5
+# Idle keep-alive connections hold a worker that is stopping until this runs
+# out (streams are closed at once, and their connections with them).
+keepalive = 1
 # gunicorn 27 opens a control socket under ~/.gunicorn/ by default; under
 # systemd hardening the home is hidden or read-only. Not needed here.
 control_socket_disable = True
@@ -40,6 +42,10 @@ forwarded_allow_ips = "127.0.0.1,::1"
 
 def post_worker_init(worker):
     start_in_worker(worker)
+
+
+def worker_exit(server, worker):
+    stop_in_worker(worker)
 
 
 def worker_int(worker):

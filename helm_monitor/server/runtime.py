@@ -19,23 +19,34 @@ def gevent_patched() -> bool:
     return monkey.is_module_patched("threading")
 
 
-def offload_for_runtime():
-    """Under gevent, run file reading in the hub's native thread pool so streams keep flowing."""
-    if not gevent_patched():
-        return None
-    import gevent
+def offloads_for_runtime():
+    """Under gevent: where file reading runs so that streams keep flowing.
 
-    def offload(fn):
+    Returns (pump, requests): the pump gets a native thread of its own, so a
+    viewer opening a huge conversation never delays live updates; requests
+    share the hub's pool. (None, None) when not under gevent.
+    """
+    if not gevent_patched():
+        return None, None
+    import gevent
+    from gevent.threadpool import ThreadPool
+
+    pump_pool = ThreadPool(1)
+
+    def pump(fn):
+        return pump_pool.apply(fn)
+
+    def requests(fn):
         return gevent.get_hub().threadpool.apply(fn)
 
-    return offload
+    return pump, requests
 
 
 def start_in_worker(worker) -> None:
     """gunicorn ``post_worker_init``: the worker has patched; start watching, and arm the stop watcher."""
     app = worker.wsgi
     svc = app.extensions["helm"]
-    svc.start(offload_for_runtime())
+    svc.start(*offloads_for_runtime())
 
     def close_streams_when_stopping():
         # TERM (stop, or the old worker on HUP reload) clears worker.alive;
@@ -47,9 +58,17 @@ def start_in_worker(worker) -> None:
         closed = svc.close_streams()
         if closed:
             log.info("closed %d open stream(s) for shutdown", closed)
-        svc.stop()
 
     threading.Thread(target=close_streams_when_stopping, name="helm-stop-watcher", daemon=True).start()
+
+
+def stop_in_worker(worker) -> None:
+    """gunicorn ``worker_exit`` (in the worker, after its loop ended): stop watching, save the parse state."""
+    try:
+        svc = worker.wsgi.extensions["helm"]
+    except Exception:
+        return
+    svc.stop()
 
 
 def close_streams_now(worker) -> None:

@@ -49,8 +49,8 @@ def create_app(config: Config | None = None) -> Flask:
         # (flask run, a test client) starts it on the first request.
         svc = app.extensions["helm"]
         if not svc.started:
-            from helm_monitor.server.runtime import offload_for_runtime
-            svc.start(offload_for_runtime())
+            from helm_monitor.server.runtime import offloads_for_runtime
+            svc.start(*offloads_for_runtime())
 
     return app
 

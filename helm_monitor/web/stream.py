@@ -21,6 +21,9 @@ SHUTDOWN_RETRY_MS = 250
 @bp.get("/api/claude-sessions/stream")
 def stream():
     """Stream session changes: init (or a replay), then deltas and keepalives, never ending on its own."""
+    if request.method == "HEAD":
+        # Headers only: no subscription (a HEAD body is never iterated, so it could never end one).
+        return _stream_response(b"")
     svc = service_of(current_app)
     cfg = current_app.config["HELM"]
     metrics = current_app.extensions["helm_metrics"]
@@ -31,9 +34,7 @@ def stream():
     except TooManyClients:
         return json_error(503, "too many stream clients; try again later", headers={"Retry-After": "5"})
     except ShuttingDown:
-        response = Response(f"retry: {SHUTDOWN_RETRY_MS}\n\n", mimetype="text/event-stream")
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Accel-Buffering"] = "no"
+        response = _stream_response(f"retry: {SHUTDOWN_RETRY_MS}\n\n".encode())
         response.call_on_close(conn.close)
         return response
     broadcaster = svc.broadcaster
@@ -66,8 +67,19 @@ def stream():
             sub.close()
 
     conn.watch(lambda: sub.shut("client-gone", hook=False))
-    response = Response(generate(), status=200, mimetype="text/event-stream")
+    response = _stream_response(generate())
+
+    def closed():
+        # Also when the body never started (the generator's finally would not run).
+        sub.close()
+        conn.close()
+
+    response.call_on_close(closed)
+    return response
+
+
+def _stream_response(body) -> Response:
+    response = Response(body, status=200, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
-    response.call_on_close(conn.close)
     return response
