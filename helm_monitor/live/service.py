@@ -57,7 +57,7 @@ class LiveService:
             cache = StateCache(self.cache_dir, self.claude_dir) if self.cache_dir else None
             monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
                               state_cache=cache)
-            watcher = Watcher(self.claude_dir, monitor.notify, mode=self.watcher_mode)
+            watcher = Watcher(self.claude_dir, monitor.notify, mode=self.watcher_mode, offload=self.request_offload)
             monitor._on_structure_check = watcher.ensure_watches
             self.monitor, self.watcher = monitor, watcher
             if not os.path.isdir(self.claude_dir):

@@ -29,7 +29,8 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingEmitter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,22 @@ EVENT_TYPES = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedE
 POLL_INTERVAL_S = 1.0
 
 Notify = Callable[[str, "bool | None"], None]
+
+
+def _polling_observer(offload: Callable[[Callable], object]) -> BaseObserver:
+    """watchdog's polling observer, its directory walks run through ``offload``.
+
+    A walk of a big history stats every file; under gevent that would hold the
+    event loop for a good part of every interval.
+    """
+
+    class OffloadedPollingEmitter(PollingEmitter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            take = self._take_snapshot
+            self._take_snapshot = lambda: offload(take)
+
+    return BaseObserver(OffloadedPollingEmitter, timeout=POLL_INTERVAL_S)
 
 
 class _Handler(FileSystemEventHandler):
@@ -57,11 +74,13 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    def __init__(self, root: str, notify: Notify, *, mode: str = "auto"):
+    def __init__(self, root: str, notify: Notify, *, mode: str = "auto",
+                 offload: Callable[[Callable], object] | None = None):
         self.root = os.path.abspath(root)
         self.projects = os.path.join(self.root, "projects")
         self.registry = os.path.join(self.root, "sessions")
         self._notify = notify
+        self._offload = offload or (lambda fn: fn())
         self.requested_mode = mode
         self.mode = "stopped"  # inotify | polling | stopped
         self.error: str | None = None
@@ -94,7 +113,7 @@ class Watcher:
         elif why != "polling requested":
             log.warning("file watching uses polling every %.1fs: %s", POLL_INTERVAL_S, why)
         self.error = None if why == "polling requested" else why
-        self._observer = PollingObserver(timeout=POLL_INTERVAL_S)
+        self._observer = _polling_observer(self._offload)
         self.mode = "polling"
 
     def stop(self) -> None:
