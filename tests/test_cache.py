@@ -104,7 +104,7 @@ def test_garbage_entries_are_dropped_one_by_one(claude, history, tmp_path):
         doc = json.load(f)
     paths = sorted(doc["state"]["readers"])
     doc["state"]["readers"][paths[0]][2]["tokens"] = "lots"
-    doc["state"]["readers"][paths[1]][2]["usage"] = {"m": [1, 2]}
+    doc["state"]["readers"][paths[1]][2]["recent"] = [[1, 2]]
     doc["state"]["readers"][paths[2]] = "nonsense"
     with open(cache.path, "w") as f:
         json.dump(doc, f)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from helm_monitor.claude.catalog import Catalog, _Transcript
 from helm_monitor.claude.transcript import SessionStats, TranscriptReader
 
-FORMAT = 2
+FORMAT = 3
 _STAT_FIELDS = ("first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
                 "summary", "first_prompt", "last_prompt", "session_id")
 
@@ -23,7 +23,8 @@ def export_reader(reader: TranscriptReader) -> dict | None:
     st = reader.stats
     out = {"inode": reader.inode, "size": reader.size, "mtime": reader.mtime, "ctime": reader.ctime,
            "offset": reader.offset, "tail": reader.tail_check.hex(), "prompts": st.prompt_count, "bad": st.bad_lines, "records": st.records,
-           "usage": {mid: list(u) for mid, u in st.usage_by_message.items()}, "tokens": list(st.tokens)}
+           "ids": list(st.message_ids), "recent": [[k, *u] for k, u in st.recent_usage.items()],
+           "tokens": list(st.tokens)}
     for name in _STAT_FIELDS:
         out[name] = getattr(st, name)
     return out
@@ -40,12 +41,14 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
     st.prompt_count = _int(data["prompts"])
     st.bad_lines = _int(data["bad"])
     st.records = _int(data["records"])
-    usage = data["usage"]
-    if not isinstance(usage, dict):
-        raise ValueError("usage")
-    st.usage_by_message = {str(mid): tuple(_int(x) for x in u) for mid, u in usage.items()}
-    if any(len(u) != 4 for u in st.usage_by_message.values()):
-        raise ValueError("usage")
+    ids = data["ids"]
+    if not isinstance(ids, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in ids):
+        raise ValueError("ids")
+    st.message_ids = set(ids)
+    for entry in data["recent"]:
+        if not isinstance(entry, list) or len(entry) != 5 or entry[0] not in st.message_ids:
+            raise ValueError("recent")
+        st.recent_usage[entry[0]] = tuple(_int(x) for x in entry[1:])
     st.tokens = [_int(x) for x in data["tokens"]]
     if len(st.tokens) != 4:
         raise ValueError("tokens")

@@ -18,6 +18,8 @@ import re
 import stat
 
 import orjson
+from collections import OrderedDict
+from hashlib import blake2b
 
 from helm_monitor.claude import records as R
 from helm_monitor.claude.redact import redact, redact_head
@@ -28,6 +30,8 @@ READ_CHUNK_BYTES = 4 * 1024 * 1024
 # A line longer than this is dropped (and logged) rather than held in memory.
 MAX_LINE_BYTES = 256 * 1024 * 1024
 _TAIL_CHECK_BYTES = 32
+# Messages whose usage a later record of theirs may still replace.
+RECENT_MESSAGES = 64
 # Bytes at the start of a line enough to tell a skippable record.
 _PREFIX_BYTES = 512
 
@@ -44,6 +48,12 @@ _HEAD_TIMESTAMP_RE = re.compile(
     rb'\{"type":"[^"]{1,64}",(?:"[A-Za-z]{1,40}":(?:"[^"\\]{0,200}"|-?[0-9.eE+]{1,40}|true|false|null),){0,6}'
     rb'"timestamp":"([0-9T:.+Z-]{10,40})"')
 _ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}","timestamp":"([0-9T:.+Z-]{10,40})"')
+
+
+def message_key(message_id: str) -> int:
+    """A stable 64-bit digest of an API message id (stable across processes, for the saved state)."""
+    return int.from_bytes(blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little",
+                          signed=True)
 
 
 def _prompt_text(prompt: str) -> str:
@@ -63,7 +73,7 @@ class SessionStats:
 
     __slots__ = (
         "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
-        "summary", "first_prompt", "last_prompt", "prompt_count", "usage_by_message", "tokens",
+        "summary", "first_prompt", "last_prompt", "prompt_count", "message_ids", "recent_usage", "tokens",
         "bad_lines", "records", "session_id", "_raw_first", "_raw_last",
     )
 
@@ -81,7 +91,12 @@ class SessionStats:
         self.last_prompt: str | None = None
         self.prompt_count = 0
         # message id -> usage of its latest record: distinct ids count once
-        self.usage_by_message: dict[str, tuple[int, int, int, int]] = {}
+        # Distinct assistant message ids, as 64-bit digests (a 4 GB history holds a
+        # million of them: ints take a quarter of the memory of the id strings).
+        self.message_ids: set[int] = set()
+        # Usage of the latest messages: the records of one message are written
+        # together, and the last record's usage is the one that counts.
+        self.recent_usage: OrderedDict[int, tuple[int, int, int, int]] = OrderedDict()
         self.tokens = [0, 0, 0, 0]
         self.bad_lines = 0
         self.records = 0
@@ -100,7 +115,7 @@ class SessionStats:
 
     @property
     def message_count(self) -> int:
-        return self.prompt_count + len(self.usage_by_message)
+        return self.prompt_count + len(self.message_ids)
 
     def note_timestamp(self, ts: str) -> None:
         if self.first_ts is None:
@@ -145,13 +160,23 @@ class SessionStats:
             if mid is None:
                 return
             usage = R.usage_of(message)
-            old = self.usage_by_message.get(mid)
+            key = message_key(mid)
+            recent = self.recent_usage
+            old = recent.get(key)
             if old is not None:
+                # Another record of a recent message: its latest usage replaces the earlier.
                 for i in range(4):
                     self.tokens[i] -= old[i]
+                recent.move_to_end(key)
+            elif key in self.message_ids:
+                return  # a message seen long ago, written again: counted once, as first seen
+            else:
+                self.message_ids.add(key)
             for i in range(4):
                 self.tokens[i] += usage[i]
-            self.usage_by_message[mid] = usage
+            recent[key] = usage
+            if len(recent) > RECENT_MESSAGES:
+                recent.popitem(last=False)
         elif kind == "summary":
             self.summary = _masked(rec.get("summary")) or self.summary
         elif kind == "ai-title":
