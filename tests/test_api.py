@@ -25,7 +25,8 @@ def request(server, path, method="GET", headers=None):
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+        with err:  # it holds the connection: close it now, not whenever it is collected
+            return err.code, dict(err.headers), err.read()
 
 
 def test_all_lists_every_session_newest_first_with_every_field(claude, server_factory):
