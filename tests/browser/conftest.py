@@ -90,8 +90,13 @@ def console() -> Console:
 
 
 @pytest.fixture
-def new_page(browser, console):
-    """Open pages in fresh contexts (``new_page(**context_options)``); all are closed at teardown."""
+def new_page(browser, console, server_factory):
+    """Open pages in fresh contexts (``new_page(**context_options)``); all are closed at teardown.
+
+    It depends on ``server_factory`` so that its teardown (closing the pages, checking
+    what they logged) runs before the servers stop: a page still open when its server
+    goes away logs connection errors that belong to no test.
+    """
     contexts = []
 
     def open_page(**options):
