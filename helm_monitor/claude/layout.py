@@ -98,15 +98,15 @@ class Layout:
         session_id = name
         if not is_valid_session_id(session_id):
             return OTHER
+        # Below <session-id>/ only subagents/ (and folders nested in it) hold transcripts.
+        if parts[2] != "subagents":
+            return OTHER
         leaf = parts[-1]
-        if len(parts) >= 4 and parts[2] == "subagents" and leaf.startswith("agent-") and leaf.endswith(".jsonl") \
-                and not is_dir:
+        if len(parts) >= 4 and not is_dir and leaf.startswith("agent-") and leaf.endswith(".jsonl"):
             return PathInfo(Kind.SUBAGENT, project, session_id)
-        if is_dir is not False and (len(parts) == 3 and parts[2] == "subagents" or len(parts) >= 4 and parts[2] == "subagents"):
+        if is_dir or (is_dir is None and "." not in leaf):
             return PathInfo(Kind.SESSION_DIR, project, session_id)
-        if is_dir and len(parts) == 2:
-            return PathInfo(Kind.SESSION_DIR, project, session_id)
-        return OTHER
+        return OTHER  # .meta.json, journal.jsonl and the like
 
 
 def decode_project_dir(name: str) -> str:
