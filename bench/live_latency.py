@@ -106,11 +106,15 @@ def main(argv=None) -> int:
     try:
         srv.wait_ready(120)
         held = 0
+        measuring = 0
         for n in counts:
             m = min(3, n)
             if lc is None:
                 lc = LoadClient(port=srv.port).start_thread()
-                lc.add(m)
+            if m > measuring:
+                # the measuring clients count towards n: add the ones this round needs
+                lc.add(m - measuring)
+                measuring = m
                 if not lc.wait_all_init(30):
                     raise RuntimeError(f"measuring clients not ready: {lc.summary()}")
             passive = n - m
