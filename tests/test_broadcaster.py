@@ -67,7 +67,7 @@ def test_replay_from_last_event_id():
     assert [e.seq for e in replay] == [4, 5, 6] and seq == 6
     assert b.subscribe(last_event_id=f"{b.epoch}-6")[1] == []
     assert b.subscribe(last_event_id=f"{b.epoch}-1")[1] is None  # no longer held
-    assert b.subscribe(last_event_id=f"other-3")[1] is None
+    assert b.subscribe(last_event_id="other-3")[1] is None
     assert b.subscribe(last_event_id=f"{b.epoch}-99")[1] is None
     assert b.subscribe(last_event_id="garbage")[1] is None
 

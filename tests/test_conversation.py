@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import threading
 import time
 
 from helm_monitor.claude.conversation import Conversation
-from tests.support.server import wait_until
 
 
 def texts(page):
