@@ -53,18 +53,23 @@ def iso_from_epoch(ts: float) -> str:
 
 
 class _Transcript:
-    __slots__ = ("reader", "project", "session_id")
+    __slots__ = ("reader", "project", "session_id", "changed_at")
 
     def __init__(self, path: str, project: str, session_id: str):
         self.reader = TranscriptReader(path)
         self.project = project
         self.session_id = session_id
+        # When the file last changed, on the monotonic clock: the recent-write rule
+        # must hold when the wall clock is stepped (NTP, a suspended laptop).
+        self.changed_at: float | None = None
 
 
 class Catalog:
-    def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time, proc_root: str = "/proc"):
+    def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic, proc_root: str = "/proc"):
         self.layout = Layout(root)
-        self.clock = clock
+        self.clock = clock  # wall clock: compared with file times
+        self.monotonic = monotonic  # what status deadlines are measured in
         self.proc_root = proc_root
         self._transcripts: dict[str, _Transcript] = {}  # path -> transcript
         self._paths_by_id: dict[str, set[str]] = {}
@@ -231,6 +236,9 @@ class Catalog:
             self._warn(path, "read", f"cannot read {path}: {exc.strerror}; skipped")
             return set()
         self._warned.discard((path, "read"))
+        if changed or t.changed_at is None:
+            # A file time in the future (the clock was stepped back) counts as written now.
+            t.changed_at = self.monotonic() - max(0.0, self.clock() - t.reader.mtime)
         if path not in self._transcripts:
             self._transcripts[path] = t
             self._paths_by_id.setdefault(session_id, set()).add(path)
@@ -372,18 +380,44 @@ class Catalog:
         return changed
 
     def status_deadline(self, after: float | None = None) -> float | None:
-        """The earliest wall-clock time after ``after`` (default: now) at which a session's status turns by time alone.
+        """The earliest time after ``after`` (default: now) at which a session's status turns by time alone.
 
-        A caller that built sessions at time T passes ``after=T``, so a deadline
-        that fell between the build and this call is not missed.
+        Times are on the catalog's monotonic clock. A caller that built sessions
+        at time T passes ``after=T``, so a deadline that fell between the build
+        and this call is not missed.
         """
-        now = self.clock() if after is None else after
+        now = self.monotonic() if after is None else after
         best = None
         for t in self._transcripts.values():
-            due = t.reader.mtime + RECENT_WRITE_S
+            due = (t.changed_at or 0.0) + RECENT_WRITE_S
             if due > now and self._uses_recent_write_rule(t) and (best is None or due < best):
                 best = due
         return best
+
+    # ------------------------------------------------------------------ for the live layer
+    def session_for_path(self, path: str, is_dir: bool | None = None) -> str | None:
+        """The session a changed path belongs to, if known without reading: changes are coalesced per session.
+
+        Safe to call from the watcher's thread (lookups only).
+        """
+        info = self.layout.classify(path, is_dir)
+        if info.kind in (Kind.TRANSCRIPT, Kind.SUBAGENT, Kind.SESSION_DIR):
+            return info.session_id
+        if info.kind is Kind.REGISTRY:
+            entry = self._registry.get(os.path.abspath(path))
+            return entry.session_id if entry is not None else None
+        if info.kind is Kind.LEGACY_SIDECHAIN:
+            return self._legacy.get(os.path.abspath(path))
+        return None
+
+    @property
+    def needs_retry(self) -> bool:
+        """Some reads failed for a passing reason and are to be tried again soon (:meth:`retry`)."""
+        return bool(self.incomplete_registry)
+
+    def retry(self) -> set[str]:
+        """Try again what failed for a passing reason. Returns changed session ids."""
+        return self.retry_incomplete()
 
     # ------------------------------------------------------------------ reading
     def session_ids(self) -> set[str]:
@@ -434,7 +468,7 @@ class Catalog:
         live = self._live_entry(sid)
         if live is not None:
             status, pid = live.effective_status, live.pid
-        elif self._uses_recent_write_rule(t) and self.clock() - t.reader.mtime < RECENT_WRITE_S:
+        elif self._uses_recent_write_rule(t) and self.monotonic() - (t.changed_at or 0.0) < RECENT_WRITE_S:
             status, pid = "busy", None
         else:
             status, pid = "ended", None

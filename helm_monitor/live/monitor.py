@@ -26,7 +26,6 @@ import time
 from typing import Callable
 
 from helm_monitor.claude.catalog import Catalog
-from helm_monitor.claude.layout import Kind
 from helm_monitor.live.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self.scanning = False
-        self.last_fs_event_at: float | None = None  # wall clock
+        self.last_fs_event_at: float | None = None  # monotonic: ages survive clock steps
         self.last_lag_s: float | None = None  # event arrival -> published
         self.batches = 0
         self.failures = 0
@@ -96,13 +95,13 @@ class Monitor:
                 self._cond.notify()
             # A later event for the same path may know better whether it is a directory.
             pending.paths[path] = is_dir
-        self.last_fs_event_at = time.time()
+        self.last_fs_event_at = time.monotonic()
 
     def _key(self, path: str, is_dir: bool | None) -> str:
-        info = self.catalog.layout.classify(path, is_dir)
-        if info.kind in (Kind.TRANSCRIPT, Kind.SUBAGENT, Kind.SESSION_DIR) and info.session_id:
-            return "session:" + info.session_id
-        return path
+        # Per session, whatever file changed (transcript, subagent, registry file):
+        # the end of a turn touches several and must make one update.
+        session_id = self.catalog.session_for_path(path, is_dir)
+        return "session:" + session_id if session_id else path
 
     def refresh(self, timeout: float = 120.0) -> int:
         """Full rescan; every client receives ``refresh``. Returns the session count."""
@@ -166,10 +165,10 @@ class Monitor:
                     if self._refresh_waiters:
                         break
                     wake = min(next_liveness, next_structure, next_save)
-                    if self.catalog.incomplete_registry:
+                    if self.catalog.needs_retry:
                         wake = min(wake, now + REGISTRY_RETRY_S)
                     if self._status_deadline is not None:
-                        wake = min(wake, now + max(0.0, self._status_deadline - time.time()) + 0.05)
+                        wake = min(wake, now + max(0.0, self._status_deadline - self.catalog.monotonic()) + 0.05)
                     due_at = self._next_due()
                     if due_at is not None:
                         wake = min(wake, due_at)
@@ -179,7 +178,7 @@ class Monitor:
                 now = time.monotonic()
                 refreshes, self._refresh_waiters = self._refresh_waiters, []
                 due = self._take_due(now)
-            built_at = time.time()
+            built_at = self.catalog.monotonic()
             try:
                 if refreshes:
                     self._do_refresh(refreshes)
@@ -189,9 +188,9 @@ class Monitor:
                 if now >= next_liveness:
                     changed |= self.catalog.check_liveness()
                     next_liveness = now + self.liveness_interval_s
-                if self.catalog.incomplete_registry:
-                    changed |= self.catalog.retry_incomplete()
-                if self._status_deadline is not None and time.time() >= self._status_deadline:
+                if self.catalog.needs_retry:
+                    changed |= self.catalog.retry()
+                if self._status_deadline is not None and self.catalog.monotonic() >= self._status_deadline:
                     changed |= self._expired_ids()
                 if changed:
                     self._commit(changed)

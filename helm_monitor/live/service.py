@@ -53,7 +53,7 @@ class LiveService:
                 self.offload = offload
             if request_offload is not None:
                 self.request_offload = request_offload
-            self.started_at = time.time()
+            self.started_at = time.monotonic()
             cache = StateCache(self.cache_dir, self.claude_dir) if self.cache_dir else None
             monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
                               state_cache=cache)
@@ -129,6 +129,6 @@ class LiveService:
             },
             "clients": self.broadcaster.clients,
             "sessions": len(self.store),
-            "secondsSinceLastEvent": None if last is None else round(time.time() - last, 3),
-            "uptimeSeconds": None if self.started_at is None else round(time.time() - self.started_at, 3),
+            "secondsSinceLastEvent": None if last is None else round(time.monotonic() - last, 3),
+            "uptimeSeconds": None if self.started_at is None else round(time.monotonic() - self.started_at, 3),
         }

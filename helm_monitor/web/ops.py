@@ -58,7 +58,7 @@ class _LiveCollector:
                                 "Seconds from a file event to its published update (last batch)", value=lag)
         last = monitor.last_fs_event_at if monitor else None
         yield GaugeMetricFamily("helm_seconds_since_last_fs_event", "Seconds since the last file-system event",
-                                value=(time.time() - last) if last else float("nan"))
+                                value=(time.monotonic() - last) if last else float("nan"))
         mode = svc.watcher.mode if svc.watcher else "stopped"
         watcher = GaugeMetricFamily("helm_watcher_mode", "File watching mode (1 for the active one)", labels=["mode"])
         for m in ("inotify", "polling", "stopped"):
