@@ -305,3 +305,151 @@ def test_file_rewritten_in_place_and_grown_back_is_read_again(claude):
     assert r.stats.message_count == 6
     assert tokens(r.stats) == (3, 6, 12, 9)
     assert (r.stats.first_prompt, r.stats.last_prompt) == ("uno", "tres")
+
+
+# ------------------------------------------------------------------- torn records
+# A crash (or a full disk) cuts a record mid-write; ``--resume`` then appends to the
+# file, so the next record lands on the same physical line as the cut one.
+
+def _stats_tuple(st) -> tuple:
+    return (st.message_count, st.prompt_count, len(st.message_ids), tuple(st.tokens), st.first_prompt,
+            st.last_prompt, st.ai_title, st.custom_title, st.last_ts, st.model)
+
+
+def _torn_file(s, before: list[bytes], cut_rec: bytes, cut: int, after: list[bytes]) -> bytes:
+    data = b"".join(before) + cut_rec[:cut] + b"".join(after)
+    s.write_raw(data)
+    return data
+
+
+def _reference(tmp_path, before: list[bytes], after: list[bytes]):
+    """The totals of the same file without the cut record."""
+    ref = tmp_path / "reference.jsonl"
+    ref.write_bytes(b"".join(before) + b"".join(after))
+    r = TranscriptReader(str(ref))
+    r.update()
+    return r.stats
+
+
+def _resumed(s) -> list[bytes]:
+    return [line(s.prompt_record("resumed: fix the migration")),
+            *[line(x) for x in s.assistant_records("On it.", usage={"input_tokens": 7, "output_tokens": 70})],
+            line({"type": "ai-title", "aiTitle": "Migration fix", "sessionId": s.id})]
+
+
+@pytest.mark.parametrize("kind", ["prompt", "assistant", "file-history-snapshot", "attachment", "api-request",
+                                  "ai-title"])
+def test_record_cut_mid_write_then_resumed_keeps_every_following_record(claude, tmp_path, caplog, kind):
+    s = claude.session()
+    gen = Realistic(s, random.Random(3))
+    recs = {"prompt": s.prompt_record("the prompt the crash cut"),
+            "assistant": s.assistant_records("cut reply")[0],
+            "file-history-snapshot": gen.snapshot(3000), "attachment": gen.attachment(3000),
+            "api-request": gen.api_request(3000),
+            "ai-title": {"type": "ai-title", "aiTitle": "Cut title", "sessionId": s.id}}
+    cut_rec = line(recs[kind])
+    before = [line(s.prompt_record("first")), *[line(x) for x in s.assistant_records("A.")]]
+    after = _resumed(s)
+    expected = _stats_tuple(_reference(tmp_path, before, after))
+    # Cut points: inside a string, after a colon, after a comma, right after a nested object.
+    cuts = {len(cut_rec) // 2, cut_rec.index(b":") + 1, cut_rec.index(b",") + 1, 7, len(cut_rec) - 3}
+    if b"}," in cut_rec:
+        cuts.add(cut_rec.index(b"},") + 1)
+    for cut in sorted(cuts):
+        s.path.unlink(missing_ok=True)
+        _torn_file(s, before, cut_rec, cut, after)
+        whole = TranscriptReader(str(s.path))
+        whole.update()
+        assert _stats_tuple(whole.stats) == expected, (kind, cut)
+        assert whole.stats.last_prompt == "resumed: fix the migration"
+        assert whole.stats.bad_lines == 1, (kind, cut)
+        # Live: the cut record is the unfinished last line, then the resume appends.
+        s.path.unlink()
+        s.write_raw(b"".join(before) + cut_rec[:cut])
+        live = TranscriptReader(str(s.path))
+        live.update()
+        assert live.stats.last_prompt == "first"
+        s.write_raw(b"".join(after))
+        live.update()
+        assert _stats_tuple(live.stats) == expected, (kind, cut)
+    torn_logs = [r for r in caplog.records if "cut off mid-write" in r.getMessage()]
+    assert torn_logs and all(str(s.path) in r.getMessage() for r in torn_logs)
+    assert len(torn_logs) == 2 * len(cuts)  # once per reader, not once per line
+
+
+@pytest.mark.parametrize("chunk", [5, 31, 47, 48, 49, 512, 4096])
+def test_long_skipped_record_cut_then_resumed_across_chunk_boundaries(claude, tmp_path, monkeypatch, chunk):
+    """The cut record is long enough to be skipped while it streams in chunks; the
+    glued record's first bytes can straddle two chunks."""
+    from helm_monitor.claude import transcript
+    monkeypatch.setattr(transcript, "READ_CHUNK_BYTES", chunk)
+    s = claude.session()
+    gen = Realistic(s, random.Random(5))
+    before = [line(s.prompt_record("first")), *[line(x) for x in s.assistant_records("A.")]]
+    after = _resumed(s)
+    expected = _stats_tuple(_reference(tmp_path, before, after))
+    for rec in (gen.attachment(20_000), gen.snapshot(20_000), gen.api_request(20_000)):
+        cut_rec = line(rec)
+        for cut in (600, 9_999, len(cut_rec) - 2):
+            s.path.unlink(missing_ok=True)
+            _torn_file(s, before, cut_rec, cut, after)
+            r = TranscriptReader(str(s.path))
+            r.update()
+            assert _stats_tuple(r.stats) == expected, (rec["type"], cut)
+            assert r.stats.bad_lines == 1
+            assert not r.has_unfinished_line
+
+
+def test_records_glued_without_their_newlines_are_all_read(claude, tmp_path):
+    """A cut record, a run of NUL bytes (what a power loss leaves in a file's last block)
+    and whole records missing their newlines on one line: every whole record counts, in order."""
+    s = claude.session()
+    p1, p2, p3 = (line(s.prompt_record(t)) for t in ("one", "two", "three"))
+    title = line({"type": "custom-title", "customTitle": "Named", "sessionId": s.id})
+    cut = line(s.prompt_record("cut"))[:30]
+    s.write_raw(p1 + cut + b"\x00" * 64 + p2[:-1] + title[:-1] + p3)
+    r = TranscriptReader(str(s.path))
+    r.update()
+    assert (r.stats.prompt_count, r.stats.first_prompt, r.stats.last_prompt) == (3, "one", "three")
+    assert r.stats.custom_title == "Named"
+    assert r.stats.bad_lines == 1
+
+
+def test_nested_record_starts_in_a_whole_skipped_record_are_not_records(claude, caplog, monkeypatch):
+    """A bookkeeping record that embeds objects shaped like records (a progress record
+    carrying a message) is whole: nothing is counted from it, nothing is logged."""
+    from helm_monitor.claude import transcript
+    s = claude.session()
+    s.turn("first")
+    inner = s.prompt_record("not a prompt of this session")
+    big = line({"type": "progress", "data": {"message": inner, "more": [inner] * 3, "pad": "z" * 30_000},
+                "sessionId": s.id})
+    tail_rec = {"type": "progress", "data": {"last": inner}}
+    for chunk in (64, 4 * 1024 * 1024):
+        monkeypatch.setattr(transcript, "READ_CHUNK_BYTES", chunk)
+        s.path.unlink()
+        s.turn("first")
+        s.write_raw(big + line(tail_rec) + big)
+        r = TranscriptReader(str(s.path))
+        r.update()
+        assert r.stats.prompt_count == 1 and r.stats.last_prompt == "first"
+        assert r.stats.bad_lines == 0
+    assert [x for x in caplog.records if x.levelno >= 30] == []
+
+
+@pytest.mark.parametrize("extra, text", [
+    ({}, "<task-notification>\n<task-id>b7x</task-id>\n<status>completed</status>\n</task-notification>"),
+    # 2.1.330 also marks the record itself (the sample's text is sampler filler).
+    ({"origin": {"kind": "task-notification", "producer": "session-task"}, "promptSource": "system"},
+     "lorem ipsum lorem ipsum"),
+])
+def test_background_task_notifications_are_not_prompts(claude, extra, text):
+    """SPEC 5 (v2): Claude Code's own last-prompt skips them, and so does the session list."""
+    s = claude.session()
+    s.turn("start the background build")
+    s.write(s.prompt_record(text, **extra))
+    s.reply("The build finished.")
+    r = TranscriptReader(str(s.path))
+    r.update()
+    assert (r.stats.prompt_count, r.stats.last_prompt) == (1, "start the background build")
+    assert r.stats.message_count == 3

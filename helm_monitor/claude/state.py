@@ -12,7 +12,9 @@ from __future__ import annotations
 from helm_monitor.claude.catalog import Catalog, _Transcript
 from helm_monitor.claude.transcript import SessionStats, TranscriptReader
 
-FORMAT = 3
+# Bumped whenever what a read derives from the same bytes changes (prompt
+# rules, records recovered behind cut ones): older states are read again.
+FORMAT = 4
 _STAT_FIELDS = ("first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
                 "summary", "first_prompt", "last_prompt", "session_id")
 

@@ -7,6 +7,13 @@ file that shrinks or is replaced (another inode) is read again from the start.
 Most of a 2.1.330 transcript's bytes are bookkeeping (attachments, copies of
 API requests, file-history snapshots) that the session list never needs; such
 lines are recognised by their first bytes and skipped without JSON parsing.
+
+A record cut off mid-write (a crash, a full disk) and then appended to (as
+``--resume`` does) leaves the appended record on the same physical line as
+the cut one. Every record starts with ``{"``, so such a line is split again:
+a line that does not parse is searched for the records it ends with, and a
+skipped line for the start of a record the session list needs. The cut part
+is logged once per file and counted as one bad line; nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -48,6 +55,28 @@ _HEAD_TIMESTAMP_RE = re.compile(
     rb'\{"type":"[^"]{1,64}",(?:"[A-Za-z]{1,40}":(?:"[^"\\]{0,200}"|-?[0-9.eE+]{1,40}|true|false|null),){0,6}'
     rb'"timestamp":"([0-9T:.+Z-]{10,40})"')
 _ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}","timestamp":"([0-9T:.+Z-]{10,40})"')
+# Where a record can start (every top-level record's first key is one of these):
+# the candidates for a record glued behind a cut one.
+_RECORD_START_RE = re.compile(rb'\{"(?:parentUuid|type)":')
+# The start of a record the session list needs, searched for inside skipped
+# lines (in C, about 1.7 GB/s): inside a well-formed record these bytes occur
+# only as a nested object's first key, which never parses to the line's end.
+_WANTED_START_RE = re.compile(
+    rb'\{"(?:parentUuid":|type":"(?:user|assistant|summary|ai-title|custom-title|agent-name)")')
+_START_MAX_BYTES = 48  # longer than any match of _WANTED_START_RE
+# Candidates tried in one line before it is given up as corrupt.
+MAX_RECOVERY_TRIES = 4096
+# Records glued to each other on one line followed back.
+MAX_GLUED = 32
+_TORN = "a record was cut off mid-write and more records follow it on the same line; the cut part was skipped"
+
+
+def _object(data) -> dict | None:
+    try:
+        rec = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def message_key(message_id: str) -> int:
@@ -203,6 +232,10 @@ class TranscriptReader:
         self._pending: bytearray | None = None
         self._pending_checked = False  # the unfinished line's first bytes were looked at
         self._skipping = False  # inside a long line already known to be skippable
+        self._skip_tail = b""  # the last bytes skipped: a record start can straddle two chunks
+        # The pending line starts at a record start found inside a skipped line:
+        # either a record glued to a cut one, or a nested object of a long record.
+        self._tentative = False
         self._warned = False
         self.bytes_read = 0  # total read from disk, for tests and benchmarks
         # The last bytes before ``offset``: if they differ on the next read, the
@@ -211,7 +244,7 @@ class TranscriptReader:
 
     @property
     def has_unfinished_line(self) -> bool:
-        return bool(self._pending) or self._skipping
+        return bool(self._pending) or self._skipping or self._tentative
 
     # -- reading ---------------------------------------------------------------
     def update(self) -> bool:
@@ -274,19 +307,33 @@ class TranscriptReader:
         start = 0
         if self._skipping:
             nl = chunk.find(b"\n")
-            if nl < 0:
+            found = self._wanted_in_skipped(chunk, len(chunk) if nl < 0 else nl)
+            if found is not None:
+                # A record may start inside the skipped line: collect from there.
+                self._skipping = False
+                self._tentative = True
+                # (negative: it began in the previous chunk's last bytes)
+                self._pending = bytearray(self._skip_tail[found:] if found < 0 else b"")
+                start = max(found, 0)
+            elif nl < 0:
+                self._skip_tail = (self._skip_tail + chunk[-_START_MAX_BYTES:])[-_START_MAX_BYTES:]
                 return
-            self._skipping = False
-            start = nl + 1
-        elif self._pending:
-            nl = chunk.find(b"\n")
+            else:
+                self._skipping = False
+                start = nl + 1
+        if self._pending is not None:
+            nl = chunk.find(b"\n", start)
             if nl < 0:
-                self._hold(chunk)
+                self._hold(chunk[start:] if start else chunk)
                 return
-            self._pending += memoryview(chunk)[:nl]
+            self._pending += memoryview(chunk)[start:nl]
             line = self._pending
+            tentative = self._tentative
             self._drop_pending()
-            self._line(line, 0, len(line))
+            if tentative:
+                self._glued_line(line, 0, len(line))
+            else:
+                self._line(line, 0, len(line))
             start = nl + 1
         find = chunk.find
         line_fn = self._line
@@ -311,17 +358,31 @@ class TranscriptReader:
             self._bad(f"a line longer than {MAX_LINE_BYTES} bytes was skipped")
             self._drop_pending()
             self._skipping = True
-        elif not self._pending_checked and size >= _PREFIX_BYTES:
+        elif not self._pending_checked and size >= _PREFIX_BYTES and not self._tentative:
             # Look at the line's first bytes once; a long line is then only collected.
             self._pending_checked = True
-            if self._skippable(self._pending, 0, size):
-                self._note_skipped(self._pending, 0, size)
+            pending = self._pending
+            if self._skippable(pending, 0, size) and _WANTED_START_RE.search(pending, 1) is None:
+                self._note_skipped(pending, 0, size)
                 self._drop_pending()
                 self._skipping = True
+                self._skip_tail = bytes(pending[-_START_MAX_BYTES:])
 
     def _drop_pending(self) -> None:
         self._pending = None
         self._pending_checked = False
+        self._tentative = False
+
+    def _wanted_in_skipped(self, chunk: bytes, end: int) -> int | None:
+        """Where a needed record may start in the skipped ``chunk[:end]`` (negative: in the previous chunk)."""
+        tail = self._skip_tail
+        if tail:
+            joined = tail + chunk[:_START_MAX_BYTES]
+            m = _WANTED_START_RE.search(joined)
+            if m is not None and m.start() < len(tail):
+                return m.start() - len(tail)
+        m = _WANTED_START_RE.search(chunk, 0, end)
+        return None if m is None else m.start()
 
     @staticmethod
     def _skippable(buf: bytes, start: int, end: int) -> bool:
@@ -341,25 +402,72 @@ class TranscriptReader:
         if m is not None:
             self.stats.note_timestamp(m.group(1).decode("ascii"))
 
-    def _line(self, buf: bytes, start: int, end: int) -> None:
-        if self._skippable(buf, start, end):
-            self._note_skipped(buf, start, end)
+    def _line(self, buf: bytes, start: int, end: int, glued: int = 0) -> None:
+        """One physical line; ``glued`` > 0: the part of a line in front of a record glued to it."""
+        skippable = self._skippable(buf, start, end)
+        if skippable and not glued:
+            # A needed record glued behind a skipped one is searched for, not parsed for.
+            m = _WANTED_START_RE.search(buf, start + 1, end)
+            if m is None or not self._glued_line(buf, m.start(), end, start):
+                self._note_skipped(buf, start, end)
             return
         line = buf[start:end] if (start or end != len(buf)) else buf
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError:
+            if glued < MAX_GLUED and self._split_glued(buf, start, end, glued):
+                return
+            if skippable:
+                self._note_skipped(buf, start, end)
             if line.strip():
-                self._bad("a line is not valid JSON (corrupt, truncated or not UTF-8)")
+                self._bad(_TORN if glued else "a line is not valid JSON (corrupt, truncated or not UTF-8)")
             return
         if not isinstance(rec, dict):
             self._bad("a line is JSON but not an object")
             return
+        if skippable:
+            self._note_skipped(buf, start, end)
+        else:
+            self._apply(rec)
+
+    def _apply(self, rec: dict) -> None:
         try:
             self.stats.apply(rec)
         except Exception:  # a record of a shape never seen: skip it, keep the session
             log.debug("record skipped in %s", self.path, exc_info=True)
             self._bad("a record has an unexpected shape")
+
+    def _split_glued(self, buf: bytes, start: int, end: int, glued: int) -> bool:
+        """A line that does not parse: read the records it ends with, cut ones in front of them.
+
+        Candidates are tried from the right: one inside the last record never
+        parses to the line's end, so the first that does is where it starts.
+        """
+        pos = end
+        for _ in range(MAX_RECOVERY_TRIES):
+            pos = buf.rfind(b'{"', start + 1, pos)
+            if pos < 0:
+                return False
+            if _RECORD_START_RE.match(buf, pos) and self._glued_line(buf, pos, end, start, glued):
+                return True
+        return False
+
+    def _glued_line(self, buf: bytes, pos: int, end: int, start: int | None = None, glued: int = 0) -> bool:
+        """If ``buf[pos:end]`` is a whole record, read what is in front of it (from ``start``), then it."""
+        rec = _object(buf[pos:end])
+        if rec is None:
+            if start is None:  # collected from inside a skipped line: glued records, or nothing
+                return glued < MAX_GLUED and self._split_glued(buf, pos, end, glued + 1)
+            return False
+        if start is None:
+            self._bad(_TORN)  # the skipped part in front was cut off
+        elif start < pos:
+            self._line(buf, start, pos, glued + 1)
+        if self._skippable(buf, pos, end):
+            self._note_skipped(buf, pos, end)
+        else:
+            self._apply(rec)
+        return True
 
     def _bad(self, why: str) -> None:
         self.stats.bad_lines += 1
