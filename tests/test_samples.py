@@ -24,12 +24,10 @@ Readings chosen where SPEC section 5 leaves room (also listed in the final repor
   likewise.
 * 71d75e02 (2.1.330-subagents) record 30 is a background-task notification
   (``origin.kind == "task-notification"``, ``promptSource == "system"``) whose text the
-  sampler replaced with "lorem ipsum" filler. By the SPEC's definition it IS a real
-  prompt (a user record, not isMeta, not sidechain, a string, and no excluded prefix;
-  in the real CLI it starts with ``<task-notification>``, not excluded either). So
-  lastPrompt is the filler and messageCount is 2 + 3 = 5. The CLI itself disagrees
-  (its ``last-prompt`` record still says "use a subagent ..."), so this is a SPEC gap,
-  but the test follows the SPEC as written.
+  sampler replaced with "lorem ipsum" filler (in the real CLI it starts with
+  ``<task-notification>``). SPEC 5 (v2) says it is not a prompt; it is told by its
+  ``origin`` as well as by its text, so lastPrompt stays "use a subagent ..." (as the
+  CLI's own ``last-prompt`` record says) and messageCount is 1 + 3 = 4.
 * messages(): ``index`` is the message's position in the whole conversation (0-based,
   so page offset + position); user records that are not real prompts and not tool
   results (isMeta, ``<command-name>``, ``<local-command-stdout>``) are kind ``meta``;
@@ -268,8 +266,6 @@ for _sid, _exp in EXPECTED_330.items():
 # ---------------------------------------------------------------- 2.1.330-subagents
 VSUB = "claude-code-2.1.330-subagents"
 SUB_ID = "71d75e02-8f29-4d6d-b979-ef7446a966d3"
-# Record 30: the task notification, 735 chars of sampler filler (see module docstring).
-LOREM_PROMPT = "lorem ipsum " * 61 + "lor"  # 735 characters, exactly as in the file
 EXPECTED_SUB = {
     SUB_ID: {
         "id": SUB_ID,
@@ -279,10 +275,10 @@ EXPECTED_SUB = {
         "projectDir": "-home-user-my-proj-dir",
         "title": "use a subagent to list the files here",
         "firstPrompt": "use a subagent to list the files here",
-        "lastPrompt": cut(LOREM_PROMPT, 200),
-        # prompts: record 2 and record 30 (29 is isMeta) + ids msg_mock8ab4 (x2),
-        # msg_mock02be, msg_mock0007 = 2 + 3
-        "messageCount": 5,
+        # record 30 is the task notification (see module docstring), 29 is isMeta
+        "lastPrompt": "use a subagent to list the files here",
+        # prompts: record 2 + ids msg_mock8ab4 (x2), msg_mock02be, msg_mock0007 = 1 + 3
+        "messageCount": 4,
         "createdAt": "2026-11-23T20:04:02.964Z",
         "updatedAt": "2026-11-23T20:04:03.378Z",
         "gitBranch": "main",
@@ -728,12 +724,13 @@ def test_messages_offset_past_the_end(sample_dir):
 def test_messages_2_1_330_excludes_bookkeeping_and_sidechains(sample_dir):
     cat = scan(sample_dir(VSUB))
     page = cat.messages(SUB_ID, offset=0, limit=100)
-    # user: records 2, 20 (tool_result), 29 (isMeta), 30; assistant: 18, 19, 25, 33.
-    # Nothing from the subagent transcript (its records are sidechains).
+    # user: records 2, 20 (tool_result), 29 (isMeta), 30 (a task notification: not a
+    # prompt); assistant: 18, 19, 25, 33. Nothing from the subagent transcript (its
+    # records are sidechains).
     assert page["total"] == 8
     got = [(m["role"], m["kind"]) for m in page["messages"]]
     assert got == [("user", "prompt"), ("assistant", "reply"), ("assistant", "reply"), ("user", "tool-result"),
-                   ("assistant", "reply"), ("user", "meta"), ("user", "prompt"), ("assistant", "reply")]
+                   ("assistant", "reply"), ("user", "meta"), ("user", "meta"), ("assistant", "reply")]
     assert [m["messageId"] for m in page["messages"] if m["role"] == "assistant"] == [
         "msg_mock8ab4ccb714204823a57a", "msg_mock8ab4ccb714204823a57a",
         "msg_mock02be298928934f22b424", "msg_mock0007448934794956ac9f"]

@@ -9,8 +9,13 @@ from __future__ import annotations
 import re
 
 # A user record whose text starts with one of these is injected by Claude Code
-# (slash-command echoes, shell output, system reminders), not typed by the user.
-NOT_A_PROMPT_PREFIXES = ("<command-", "<local-command-", "<bash-", "<system-", "[Request interrupted by user")
+# (slash-command echoes, shell output, system reminders, background-task
+# notices), not typed by the user.
+NOT_A_PROMPT_PREFIXES = ("<command-", "<local-command-", "<bash-", "<system-", "<task-notification",
+                         "[Request interrupted by user")
+# ``origin.kind`` of user records Claude Code writes itself (2.1.330 marks a
+# background-task notice so, whatever its text).
+NOT_A_PROMPT_ORIGINS = frozenset({"task-notification"})
 
 FIRST_PROMPT_MAX = 200
 TITLE_PROMPT_MAX = 120
@@ -41,6 +46,9 @@ def text_of(content) -> str | None:
 def prompt_of(record: dict) -> str | None:
     """The prompt a ``user`` record carries, or None if it is not a real prompt."""
     if record.get("isMeta") is True or record.get("isSidechain") is True:
+        return None
+    origin = record.get("origin")
+    if isinstance(origin, dict) and origin.get("kind") in NOT_A_PROMPT_ORIGINS:
         return None
     message = record.get("message")
     if not isinstance(message, dict):
