@@ -421,3 +421,54 @@ def test_session_without_registry_turns_ended_when_its_recent_write_window_passe
     s.reply("still going")
     ev = client.wait_for(lambda e: e.type == "session-updated", 2)
     assert ev.sessions[0]["status"] == "busy"
+
+
+def _updates_of(client, session_id: str, seconds: float) -> list:
+    """Every session-updated event for ``session_id`` arriving within ``seconds``."""
+    got, deadline = [], time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            ev = client.next_event(remaining)
+        except TimeoutError:
+            break
+        if ev.type == "session-updated" and ev.session(session_id):
+            got.append(ev)
+    return got
+
+
+@pytest.mark.parametrize("case", ["end-of-turn", "resume"])
+def test_one_update_per_window_whatever_file_changed(claude, server_factory, case):
+    """The end of a turn writes the transcript and rewrites the registry file; a resume
+    creates a registry file and appends a prompt. Several files, one session: its
+    updates stay a window apart, and the last one carries everything."""
+    s = claude.session("/w/turn")
+    s.prompt("build it")
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        if case == "end-of-turn":
+            claude.register(proc.pid, s.id, status="busy")
+        server = server_factory(claude.root, debounce_ms=500)
+        client, init = connect(server)
+        assert init.session(s.id)["status"] == ("busy" if case == "end-of-turn" else "ended")
+        time.sleep(0.6)  # a quiet window: the first change that follows is isolated
+        t0 = time.monotonic()
+        if case == "end-of-turn":
+            s.reply("Built.")
+            time.sleep(0.1)  # longer than the settle delay, well within the window
+            claude.register(proc.pid, s.id, status="idle")
+            final = {"status": "idle", "messageCount": 2}
+        else:
+            claude.register(proc.pid, s.id, status="busy")
+            time.sleep(0.1)
+            s.prompt("resumed: now test it")
+            final = {"status": "busy", "messageCount": 2}
+        updates = _updates_of(client, s.id, 1.6)
+        assert updates, "no update"
+        gaps = [b.received_at - a.received_at for a, b in zip(updates, updates[1:])]
+        assert all(g > 0.4 for g in gaps), f"{len(updates)} updates, {gaps} s apart"
+        last = updates[-1].session(s.id)
+        assert {k: last[k] for k in final} == final
+        assert updates[0].received_at - t0 < 0.3  # the first change is not held back
+    finally:
+        proc.kill()
+        proc.wait()

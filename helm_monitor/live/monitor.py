@@ -8,7 +8,11 @@ pump thread wakes when a path is due:
 - a key (a session, or a path that belongs to none) is processed at most once
   per ``debounce`` window, and a key written continuously is processed once
   per window (no starvation: the due time never moves later than last run +
-  window).
+  window);
+- a session is published at most once per window, whatever made it change
+  (its transcript, a subagent, its registry file, its process dying): a
+  change within a window of the session's last update waits for the window's
+  end and goes out with whatever else changed by then.
 
 It also re-checks registered pids (a process killed without removing its
 registry file), re-reads half-written registry files, and flips sessions whose
@@ -72,6 +76,8 @@ class Monitor:
         self._cond = threading.Condition(threading.Lock())
         self._pending: dict[str, _Pending] = {}
         self._last_run: dict[str, float] = {}
+        self._published_at: dict[str, float] = {}  # session id -> when its last update went out
+        self._held: dict[str, float] = {}  # session id -> when its held update is due
         self._refresh_waiters: list[tuple[threading.Event, list]] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -172,6 +178,8 @@ class Monitor:
                     due_at = self._next_due()
                     if due_at is not None:
                         wake = min(wake, due_at)
+                    if self._held:
+                        wake = min(wake, min(self._held.values()))
                     if wake <= now:
                         break
                     self._cond.wait(wake - now)
@@ -192,8 +200,9 @@ class Monitor:
                     changed |= self.catalog.retry()
                 if self._status_deadline is not None and self.catalog.monotonic() >= self._status_deadline:
                     changed |= self._expired_ids()
+                changed |= self._take_held(now)
                 if changed:
-                    self._commit(changed)
+                    self._commit(changed, now)
                 if due or changed or refreshes:
                     self._status_deadline = self.catalog.status_deadline(after=built_at)
                 if due or refreshes:
@@ -236,7 +245,7 @@ class Monitor:
                     changed |= self._apply_one(path, is_dir)
             return self._sessions_for(changed)
         changes = self._offload(work)
-        self.store.apply(changes)
+        self._publish(changes, time.monotonic())
         self.batches += 1
         oldest = min(p.first_seen for _k, p in due)
         self.last_lag_s = time.monotonic() - oldest
@@ -253,8 +262,37 @@ class Monitor:
         """Sessions shown busy by the recent-write rule: some of them just turned ended."""
         return {s["id"] for s in self.store.snapshot() if s["status"] == "busy" and s["pid"] is None}
 
-    def _commit(self, ids: set[str]) -> None:
-        self.store.apply(self._offload(lambda: self._sessions_for(ids)))
+    def _commit(self, ids: set[str], now: float) -> None:
+        self._publish(self._offload(lambda: self._sessions_for(ids)), now)
+
+    def _publish(self, changes: dict[str, dict | None], now: float) -> None:
+        """Hand changes to the store; a session updated less than a window ago waits (SPEC 4)."""
+        ready = {}
+        for sid, session in changes.items():
+            last = self._published_at.get(sid)
+            if last is not None and now - last < self.debounce_s:
+                self._held.setdefault(sid, last + self.debounce_s)
+            else:
+                ready[sid] = session
+        if not ready:
+            return
+        out = self.store.apply(ready)
+        for sessions in out.values():
+            for s in sessions:
+                self._published_at[s["id"]] = now
+        if len(self._published_at) > 4096:
+            horizon = now - self.debounce_s
+            self._published_at = {k: t for k, t in self._published_at.items() if t >= horizon}
+
+    def _take_held(self, now: float) -> set[str]:
+        """Held sessions whose window has passed: built afresh and published now."""
+        if not self._held:
+            return set()
+        due = {sid for sid, at in self._held.items() if at <= now}
+        for sid in due:
+            del self._held[sid]
+            self._published_at.pop(sid, None)
+        return due
 
     def _sessions_for(self, ids: set[str]) -> dict[str, dict | None]:
         return {sid: self.catalog.session(sid) for sid in ids}
