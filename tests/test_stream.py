@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -472,3 +473,19 @@ def test_one_update_per_window_whatever_file_changed(claude, server_factory, cas
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_prompt_appended_after_a_record_cut_mid_write_is_shown(claude, server_factory):
+    """As a user meets it: Claude Code crashed mid-write, then ``--resume`` appended."""
+    s = claude.session("/w/crash")
+    s.turn("before the crash", "OK.")
+    server = server_factory(claude.root)
+    client, _ = connect(server)
+    cut = json.dumps(s.prompt_record("the prompt being written when it crashed")).encode()
+    s.write_raw(cut[: len(cut) // 2])
+    client.wait_for(lambda e: e.type == "session-updated", 2)  # the cut part was read, as an unfinished line
+    s.prompt("resumed: where were we")
+    ev = client.wait_for(lambda e: e.type == "session-updated"
+                         and e.session(s.id)["lastPrompt"] == "resumed: where were we", 2)
+    assert ev.session(s.id)["messageCount"] == 3
+    assert "cut off mid-write" in server.log()
