@@ -126,6 +126,9 @@ class LiveService:
                 "mode": watcher.mode if watcher else "stopped",
                 "watching": watcher.watching if watcher else [],
                 "error": watcher.error if watcher else None,
+                # Polling because inotify ran out of watches; inotify is tried again.
+                "inotifyExhausted": watcher.exhausted if watcher else False,
+                "fallbacks": watcher.fallbacks if watcher else 0,
             },
             "clients": self.broadcaster.clients,
             "sessions": len(self.store),

@@ -8,14 +8,21 @@ every read of a transcript an event, and directory-modified events (one per
 write to a file in it) would defeat coalescing.
 
 Where inotify is unavailable or out of watches, it falls back to polling and
-says so (``mode``).
+says so (``mode``, ``error``). Watches can also run out after start: watchdog
+adds a watch for every new directory below ``projects/`` and swallows a
+failure, leaving that directory unwatched. The inotify observer here reports
+such a failure, and the watcher then polls the whole tree. While polling
+because watches ran out, it tries inotify again every ``RECOVER_INTERVAL_S``
+and returns to it once every watch can be placed.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
+import time
 from typing import Callable
 
 from watchdog.events import (
@@ -37,6 +44,9 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent,
                DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 POLL_INTERVAL_S = 1.0
+# While polling because inotify ran out of watches: how often to try it again.
+RECOVER_INTERVAL_S = 30.0
+_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)  # out of watches, out of inotify instances
 
 Notify = Callable[[str, "bool | None"], None]
 
@@ -55,6 +65,37 @@ def _polling_observer(offload: Callable[[Callable], object]) -> BaseObserver:
             self._take_snapshot = lambda: offload(take)
 
     return BaseObserver(OffloadedPollingEmitter, timeout=POLL_INTERVAL_S)
+
+
+def _inotify_observer(on_watch_failed: Callable[[str, OSError], None]) -> BaseObserver:
+    """watchdog's inotify observer, reporting the watches it fails to add after start.
+
+    watchdog (6.x, pinned) adds a watch for each directory created below a
+    recursive watch in ``Inotify._add_watch`` and ignores an OSError there.
+    The emitter wraps that method of its own ``Inotify`` instance.
+    """
+    from watchdog.observers.inotify import InotifyEmitter
+
+    class CheckedEmitter(InotifyEmitter):
+        def on_thread_start(self) -> None:
+            super().on_thread_start()  # the first watches: a failure raises from schedule()
+            inotify = getattr(self._inotify, "_inotify", None)
+            add = getattr(inotify, "_add_watch", None)
+            if add is None:
+                log.warning("this watchdog version hides its inotify watches: a directory that cannot be "
+                            "watched once the watch limit is reached will go unnoticed")
+                return
+
+            def checked_add_watch(path, mask):
+                try:
+                    return add(path, mask)
+                except OSError as exc:
+                    on_watch_failed(os.fsdecode(path), exc)
+                    raise
+
+            inotify._add_watch = checked_add_watch
+
+    return BaseObserver(CheckedEmitter)
 
 
 class _Handler(FileSystemEventHandler):
@@ -88,6 +129,11 @@ class Watcher:
         self._watches: dict[str, tuple] = {}  # path -> (watch, inode)
         self._lock = threading.RLock()
         self._handler = _Handler(notify, self.ensure_watches, {self.root, self.projects, self.registry})
+        # Polling because inotify ran out (not because it was asked for, or is missing):
+        # inotify is tried again from time to time.
+        self.exhausted = False
+        self._next_recovery = 0.0
+        self.fallbacks = 0  # times watching fell back to polling after running out
 
     def start(self) -> None:
         with self._lock:
@@ -95,8 +141,7 @@ class Watcher:
                 self._use_polling("polling requested")
             else:
                 try:
-                    from watchdog.observers.inotify import InotifyObserver
-                    self._observer = InotifyObserver()
+                    self._observer = _inotify_observer(self._watch_failed)
                     self.mode = "inotify"
                 except Exception as exc:  # not Linux, or no inotify
                     if self.requested_mode == "inotify":
@@ -107,14 +152,56 @@ class Watcher:
             # The monitor's first scan comes after these watches: nothing to ask for.
             self.ensure_watches(scan=False)
 
-    def _use_polling(self, why: str) -> None:
+    def _use_polling(self, why: str, exhausted: bool = False) -> None:
         if self.mode == "inotify":
-            log.warning("file watching falls back to polling every %.1fs: %s", POLL_INTERVAL_S, why)
+            log.warning("file watching falls back to polling every %.1fs: %s%s", POLL_INTERVAL_S, why,
+                        f"; inotify is tried again every {RECOVER_INTERVAL_S:g}s" if exhausted else "")
         elif why != "polling requested":
             log.warning("file watching uses polling every %.1fs: %s", POLL_INTERVAL_S, why)
         self.error = None if why == "polling requested" else why
         self._observer = _polling_observer(self._offload)
         self.mode = "polling"
+        if exhausted:
+            self.exhausted = True
+            self.fallbacks += 1
+            self._next_recovery = time.monotonic() + RECOVER_INTERVAL_S
+
+    def _watch_failed(self, path: str, exc: OSError) -> None:
+        """From the inotify thread: a directory created after start could not be watched."""
+        if exc.errno not in _EXHAUSTED:
+            return  # gone again before it was watched, or not ours to read: nothing is missed
+        why = f"{exc.strerror or exc} (fs.inotify.max_user_watches) while watching new directory {path}"
+        # The observer cannot be stopped from its own thread.
+        threading.Thread(target=self._fall_back, args=(why,), name="helm-watch-fallback", daemon=True).start()
+
+    def _fall_back(self, why: str) -> None:
+        with self._lock:
+            if self.mode != "inotify":
+                return
+            self._switch(None, why)
+
+    def _switch(self, new_observer, why: str | None, scan: bool = True) -> None:
+        """Replace the observer: polling (``new_observer`` None) after ``why``, or the given inotify one.
+
+        The new observer runs before the old one stops, and everything is
+        scanned afterwards: a change in between is found either way.
+        """
+        old = self._observer
+        if new_observer is None:
+            self._use_polling(why, exhausted=True)
+            self._watches.clear()
+            self._observer.daemon = True
+            self._observer.start()
+            self.ensure_watches(scan)
+        else:
+            self._observer = new_observer
+            self.mode = "inotify"
+            self.exhausted = False
+            self.error = None
+        try:
+            old.stop()
+        except Exception:
+            pass
 
     def stop(self) -> None:
         with self._lock:
@@ -132,10 +219,14 @@ class Watcher:
         """Watch what exists now; drop watches whose directory went or was replaced.
 
         Called at start, when a top-level directory appears or vanishes, and
-        periodically (cheap: three stats) to catch ``~/.claude`` itself appearing.
+        periodically (cheap: three stats) to catch ``~/.claude`` itself appearing;
+        while polling because watches ran out, it also tries inotify again.
         """
         with self._lock:
             if self._observer is None:
+                return
+            if self.exhausted and time.monotonic() >= self._next_recovery:
+                self._try_inotify()
                 return
             for path, recursive in ((self.root, False), (self.projects, True), (self.registry, False)):
                 try:
@@ -166,19 +257,37 @@ class Watcher:
                 self.error = f"cannot watch {path}: {exc}"
                 return True
             # Out of inotify watches or instances: poll everything instead.
-            old = self._observer
-            self._use_polling(f"{exc.strerror or exc} while watching {path}")
-            self._watches.clear()
-            self._observer.daemon = True
-            self._observer.start()
-            try:
-                old.stop()
-            except Exception:
-                pass
-            self.ensure_watches(scan)
+            self._switch(None, f"{exc.strerror or exc} while watching {path}", scan)
             return False
         self._watches[path] = (watch, inode)
         return True
+
+    def _try_inotify(self) -> None:
+        """Polling because watches ran out: go back to inotify if every watch can be placed now."""
+        self._next_recovery = time.monotonic() + RECOVER_INTERVAL_S
+        try:
+            observer = _inotify_observer(self._watch_failed)
+            observer.daemon = True
+            observer.start()
+        except Exception as exc:
+            log.debug("inotify still unavailable: %s", exc)
+            return
+        watches = {}
+        try:
+            for path, recursive in ((self.root, False), (self.projects, True), (self.registry, False)):
+                if os.path.isdir(path):
+                    inode = os.stat(path).st_ino
+                    watches[path] = (observer.schedule(self._handler, path, recursive=recursive,
+                                                       event_filter=EVENT_TYPES), inode)
+        except OSError as exc:
+            log.debug("inotify watches still exhausted: %s", exc)
+            observer.stop()
+            return
+        log.warning("inotify watches are available again: file watching is back to inotify")
+        self._switch(observer, None)
+        self._watches = watches
+        for path in watches:  # what changed while the observers changed hands
+            self._notify(path, True)
 
     @property
     def watching(self) -> list[str]:
