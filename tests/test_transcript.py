@@ -453,3 +453,22 @@ def test_background_task_notifications_are_not_prompts(claude, extra, text):
     r.update()
     assert (r.stats.prompt_count, r.stats.last_prompt) == (1, "start the background build")
     assert r.stats.message_count == 3
+
+
+@pytest.mark.timeout(30)
+def test_long_lines_full_of_nested_record_starts_stay_cheap(claude, monkeypatch):
+    """Candidates inside a long record are each decoded as one nested value, not to the
+    line's end: a multi-MB cut line with tens of thousands of them is still recovered."""
+    s = claude.session()
+    blocks = [{"type": "text", "text": f"block {i} " + "w" * 100} for i in range(40_000)]
+    blob = line({"type": "api-request-blob", "sessionId": s.id, "messages": [
+        {"parentUuid": None, "role": "user", "content": blocks}]})
+    prompt = line(s.prompt_record("after"))
+    assert len(blob) > 5_000_000
+    for data in (blob[: len(blob) - 1000] + prompt, blob + prompt):
+        s.path.unlink(missing_ok=True)
+        s.write_raw(data)
+        r = TranscriptReader(str(s.path))
+        r.update()
+        assert (r.stats.prompt_count, r.stats.last_prompt) == (1, "after")
+        assert r.stats.bad_lines == (0 if data.startswith(blob) else 1)

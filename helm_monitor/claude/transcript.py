@@ -19,6 +19,7 @@ is logged once per file and counted as one bad line; nothing is counted twice.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -57,7 +58,8 @@ _HEAD_TIMESTAMP_RE = re.compile(
 _ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}","timestamp":"([0-9T:.+Z-]{10,40})"')
 # Where a record can start (every top-level record's first key is one of these):
 # the candidates for a record glued behind a cut one.
-_RECORD_START_RE = re.compile(rb'\{"(?:parentUuid|type)":')
+_RECORD_START_TEXT_RE = re.compile(r'\{"(?:parentUuid|type)":')
+_DECODER = json.JSONDecoder()
 # The start of a record the session list needs, searched for inside skipped
 # lines (in C, about 1.7 GB/s): inside a well-formed record these bytes occur
 # only as a nested object's first key, which never parses to the line's end.
@@ -298,6 +300,7 @@ class TranscriptReader:
 
     def _reset(self) -> None:
         self.tail_check = b""
+        self._skip_tail = b""
         self.stats = SessionStats()
         self.offset = 0
         self._drop_pending()
@@ -331,7 +334,7 @@ class TranscriptReader:
             tentative = self._tentative
             self._drop_pending()
             if tentative:
-                self._glued_line(line, 0, len(line))
+                self._tentative_line(line)
             else:
                 self._line(line, 0, len(line))
             start = nl + 1
@@ -408,14 +411,14 @@ class TranscriptReader:
         if skippable and not glued:
             # A needed record glued behind a skipped one is searched for, not parsed for.
             m = _WANTED_START_RE.search(buf, start + 1, end)
-            if m is None or not self._glued_line(buf, m.start(), end, start):
+            if m is None or not self._split_glued(buf, start, end, glued, m.start()):
                 self._note_skipped(buf, start, end)
             return
         line = buf[start:end] if (start or end != len(buf)) else buf
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError:
-            if glued < MAX_GLUED and self._split_glued(buf, start, end, glued):
+            if self._split_glued(buf, start, end, glued):
                 return
             if skippable:
                 self._note_skipped(buf, start, end)
@@ -425,49 +428,59 @@ class TranscriptReader:
         if not isinstance(rec, dict):
             self._bad("a line is JSON but not an object")
             return
-        if skippable:
-            self._note_skipped(buf, start, end)
-        else:
-            self._apply(rec)
+        self._record(rec, buf, start, end, skippable)
 
-    def _apply(self, rec: dict) -> None:
+    def _record(self, rec: dict, buf: bytes, start: int, end: int, skippable: bool | None = None) -> None:
+        if skippable if skippable is not None else self._skippable(buf, start, end):
+            self._note_skipped(buf, start, end)
+            return
         try:
             self.stats.apply(rec)
         except Exception:  # a record of a shape never seen: skip it, keep the session
             log.debug("record skipped in %s", self.path, exc_info=True)
             self._bad("a record has an unexpected shape")
 
-    def _split_glued(self, buf: bytes, start: int, end: int, glued: int) -> bool:
-        """A line that does not parse: read the records it ends with, cut ones in front of them.
+    def _tentative_line(self, line: bytearray) -> None:
+        """A line collected from a record start found inside a long skipped line."""
+        rec = _object(line)
+        if rec is not None or self._split_glued(line, 0, len(line), 1, 0):
+            self._bad(_TORN)  # the skipped part in front of it was cut off
+            if rec is not None:
+                self._record(rec, line, 0, len(line))
+        # else: a nested object of a whole long record, not a record
 
-        Candidates are tried from the right: one inside the last record never
-        parses to the line's end, so the first that does is where it starts.
+    def _split_glued(self, buf: bytes, start: int, end: int, glued: int, first: int | None = None) -> bool:
+        """Find the whole record ``buf[start:end]`` ends with; read what is in front of it, then it.
+
+        Candidates (record starts from ``first``, else after ``start``) are
+        tried from the right: one inside the last record never decodes to the
+        line's end, so the first that does is where that record starts. Each
+        try decodes one value only (``raw_decode``), so a long line costs its
+        length times its nesting depth, not its length times its candidates.
         """
-        pos = end
+        if glued >= MAX_GLUED:
+            return False
+        text = bytes(buf[start:end]).decode("utf-8", "surrogateescape")
+        low = 1 if first is None else len(bytes(buf[start:first]).decode("utf-8", "surrogateescape"))
+        pos = len(text)
         for _ in range(MAX_RECOVERY_TRIES):
-            pos = buf.rfind(b'{"', start + 1, pos)
+            pos = text.rfind('{"', low, pos)
             if pos < 0:
                 return False
-            if _RECORD_START_RE.match(buf, pos) and self._glued_line(buf, pos, end, start, glued):
-                return True
+            if not _RECORD_START_TEXT_RE.match(text, pos):
+                continue
+            try:
+                rec, stop = _DECODER.raw_decode(text, pos)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict) or text[stop:].strip():
+                continue
+            cut = start + len(text[:pos].encode("utf-8", "surrogateescape"))
+            if cut > start:
+                self._line(buf, start, cut, glued + 1)  # cut records, or whole ones missing their newline
+            self._record(rec, buf, cut, end)
+            return True
         return False
-
-    def _glued_line(self, buf: bytes, pos: int, end: int, start: int | None = None, glued: int = 0) -> bool:
-        """If ``buf[pos:end]`` is a whole record, read what is in front of it (from ``start``), then it."""
-        rec = _object(buf[pos:end])
-        if rec is None:
-            if start is None:  # collected from inside a skipped line: glued records, or nothing
-                return glued < MAX_GLUED and self._split_glued(buf, pos, end, glued + 1)
-            return False
-        if start is None:
-            self._bad(_TORN)  # the skipped part in front was cut off
-        elif start < pos:
-            self._line(buf, start, pos, glued + 1)
-        if self._skippable(buf, pos, end):
-            self._note_skipped(buf, pos, end)
-        else:
-            self._apply(rec)
-        return True
 
     def _bad(self, why: str) -> None:
         self.stats.bad_lines += 1
