@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helm_monitor.claude.catalog import Catalog, iso_from_epoch
+from helm_monitor.claude.catalog import VANISHED_GRACE_S, Catalog, iso_from_epoch
 from helm_monitor.claude.transcript import TranscriptReader
 from tests.support.claude import proc_start
 
@@ -601,7 +601,8 @@ def test_missing_projects_directory_then_created(tmp_path, caplog):
     from tests.support.claude import ClaudeDir
     caplog.set_level(logging.DEBUG, logger="helm_monitor")
     claude = ClaudeDir(tmp_path / "claude", create_projects=False)
-    cat = Catalog(claude.root)
+    clock = [0.0]
+    cat = Catalog(claude.root, monotonic=lambda: clock[0])
     assert cat.full_scan() == set()
     assert cat.sessions() == {}
     assert cat.apply(str(claude.projects)) == set()
@@ -620,8 +621,12 @@ def test_missing_projects_directory_then_created(tmp_path, caplog):
     fresh = Catalog(claude.root)
     fresh.full_scan()
     assert set(fresh.sessions()) == {s.id, s2.id}
+    # Held for a grace period (it may have been moved and be linked back), then dropped.
     shutil.rmtree(claude.projects)
-    assert cat.apply(str(claude.projects), is_dir=True) == {s.id, s2.id}
+    assert cat.apply(str(claude.projects), is_dir=True) == set()
+    assert set(cat.sessions()) == {s.id, s2.id}
+    clock[0] += VANISHED_GRACE_S
+    assert cat.retry() == {s.id, s2.id}
     assert cat.sessions() == {}
     assert warnings(caplog) == []
 

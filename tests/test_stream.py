@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from helm_monitor.claude.catalog import VANISHED_GRACE_S
 from tests.support.claude import ClaudeDir
 from tests.support.server import wait_until
 from tests.support.sse import SSEClient
@@ -109,11 +110,12 @@ def test_new_project_directory_and_projects_created_after_start(tmp_path, server
     ev = client.wait_for(lambda e: e.type == "session-created", 1.0)
     assert time.monotonic() - t0 < 1.0 and ev.sessions[0]["id"] == other.id
 
-    # projects/ removed and recreated: its sessions go, new ones are seen again.
+    # projects/ removed and recreated: its sessions go (after the grace period that lets
+    # a projects/ moved and linked back keep them), new ones are seen again.
     shutil.rmtree(claude.projects)
     gone = set()
     while gone != {s.id, other.id}:
-        ev = client.wait_for(lambda e: e.type == "session-deleted", 2.0)
+        ev = client.wait_for(lambda e: e.type == "session-deleted", VANISHED_GRACE_S + 3)
         gone |= {x["id"] for x in ev.sessions}
     third = claude.session("/home/bob/again")
     third.prompt("after recreating projects/")

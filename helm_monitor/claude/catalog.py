@@ -6,6 +6,11 @@ layer asks it for sessions and conversations. It reads files only when told
 a path changed (or on a full scan), never writes, and keeps per-file state so
 an append costs time proportional to the appended bytes.
 
+Faults never make it forget a session: a read that fails for a passing reason
+(out of file descriptors or memory) is retried until it works (:meth:`Catalog.retry`),
+and projects/ or sessions/ vanishing is held for a grace period, so that one
+moved elsewhere and linked back loses nothing.
+
 Not thread-safe: one caller at a time (the live layer's pump).
 """
 
@@ -35,6 +40,35 @@ REGISTRY_RETRIES = 25
 RECENT_WRITE_S = 60.0
 SOURCE = "claude-code"
 
+# Read errors that pass: this process or the system ran short of file descriptors or
+# memory, or a call was interrupted. Such a read says nothing about the file, so it is
+# tried again (after RETRY_FIRST_S, doubling up to RETRY_MAX_S) until it works, and what
+# was known stays meanwhile. Each cause is logged once, with what to do about it.
+PASSING_ERRNOS = {
+    errno.EMFILE: "too many open files: this process reached its open-file limit "
+                  "(raise LimitNOFILE= in the systemd unit, or ulimit -n)",
+    errno.ENFILE: "too many open files in the system (raise fs.file-max)",
+    errno.ENOMEM: "out of memory",
+    errno.ENOBUFS: "out of buffer space",
+    errno.EAGAIN: "resource temporarily unavailable",
+    errno.EINTR: "interrupted",
+}
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 2.0
+# projects/ or sessions/ gone: held this long before its sessions are dropped. A user who
+# moves ~/.claude/projects to another disk and links it back makes it vanish for a
+# moment; clients must not see every session deleted and created again.
+VANISHED_GRACE_S = 10.0
+
+
+def _boottime() -> float:
+    # Like time.monotonic() (never stepped with the wall clock) but it counts a suspend:
+    # after a night's sleep, a transcript written before it is not "written a minute ago".
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+_STEADY_CLOCK = _boottime if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+
 
 def parse_version(value: str | None) -> tuple[int, ...] | None:
     if not value:
@@ -53,7 +87,7 @@ def iso_from_epoch(ts: float) -> str:
 
 
 class _Transcript:
-    __slots__ = ("reader", "project", "session_id", "changed_at")
+    __slots__ = ("reader", "project", "session_id", "changed_at", "read_at")
 
     def __init__(self, path: str, project: str, session_id: str):
         self.reader = TranscriptReader(path)
@@ -62,11 +96,23 @@ class _Transcript:
         # When the file last changed, on the monotonic clock: the recent-write rule
         # must hold when the wall clock is stepped (NTP, a suspended laptop).
         self.changed_at: float | None = None
+        self.read_at: float | None = None  # the last successful read, monotonic
+
+
+class _Retry:
+    """A path whose read failed for a passing reason (PASSING_ERRNOS)."""
+    __slots__ = ("is_dir", "tries", "due")
+
+    def __init__(self, is_dir: bool | None):
+        self.is_dir = is_dir
+        self.tries = 0
+        self.due = 0.0
 
 
 class Catalog:
     def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, proc_root: str = "/proc"):
+                 monotonic: Callable[[], float] = _STEADY_CLOCK, proc_root: str = "/proc",
+                 vanished_grace_s: float = VANISHED_GRACE_S):
         self.layout = Layout(root)
         self.clock = clock  # wall clock: compared with file times
         self.monotonic = monotonic  # what status deadlines are measured in
@@ -81,6 +127,10 @@ class Catalog:
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
         self.incomplete_registry: set[str] = set()  # registry paths to read again soon
         self._registry_retries: dict[str, int] = {}
+        self._failed: dict[str, _Retry] = {}  # path -> its retry after a passing error
+        self._passing_causes: set[int] = set()  # errnos logged since reads last all worked
+        self.vanished_grace_s = vanished_grace_s
+        self._vanished: dict[str, float] = {}  # projects/ or sessions/ gone -> end of its grace period
         self._warned: set[tuple[str, str]] = set()
         self._conversations = Conversations(8)
         # Readers restored from a saved state (helm_monitor.claude.state), used when their path is applied.
@@ -142,7 +192,10 @@ class Catalog:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            self._warn(path, "dir", f"cannot list {path}: {exc.strerror}; skipped")
+            if exc.errno in PASSING_ERRNOS:
+                self._later(path, True, exc)
+            else:
+                self._warn(path, "dir", f"cannot list {path}: {exc.strerror}; skipped")
             return []
 
     @staticmethod
@@ -201,6 +254,12 @@ class Catalog:
         path = os.path.abspath(path)
         if path == self.layout.root:
             return self.full_scan()
+        exists = os.path.isdir(path)
+        if path in self._vanished and exists:
+            del self._vanished[path]
+            log.info("%s is back within its grace period; reconciling with what it holds now", path)
+        elif not exists and self._held(path):
+            return set()
         info = self.layout.classify(path, is_dir=True)
         if info.kind is Kind.SESSION_DIR:
             # The hot case (a runaway agent makes folders by the thousand): only this session's files.
@@ -209,7 +268,7 @@ class Catalog:
             below = [p for p in self.known_paths() if p.startswith(path + os.sep)]
         changed: set[str] = set()
         present = set()
-        if os.path.isdir(path):
+        if exists:
             walker = self._walk_registry() if path == self.layout.registry else self._walk_projects(path)
             for p in walker:
                 present.add(p)
@@ -223,22 +282,32 @@ class Catalog:
         t = self._transcripts.get(path) or self._restored.pop(path, None)
         if t is None:
             t = _Transcript(path, project, session_id)
+        content = (t.reader.inode, t.reader.size)
         try:
             changed = t.reader.update()
-        except FileNotFoundError:
-            return self._forget_transcript(path)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return self._forget_transcript(path)
+                return set() if path in self._transcripts and self._held(path) else self._forget_transcript(path)
             if exc.errno == errno.ELOOP:  # O_NOFOLLOW: a symlink (dangling or not) is not read
                 self._warn(path, "read", f"{path} is a symbolic link; not followed, skipped")
                 return self._forget_transcript(path)
-            self._warn(path, "read", f"cannot read {path}: {exc.strerror}; skipped")
+            if exc.errno in PASSING_ERRNOS:
+                self._later(path, False, exc)
+            else:
+                self._warn(path, "read", f"cannot read {path}: {exc.strerror}; skipped")
             return set()
         self._warned.discard((path, "read"))
+        now = self.monotonic()
         if changed or t.changed_at is None:
-            # A file time in the future (the clock was stepped back) counts as written now.
-            t.changed_at = self.monotonic() - max(0.0, self.clock() - t.reader.mtime)
+            # The file's age by the wall clock, read on the monotonic one. A file time in
+            # the future (the clock was stepped back) counts as written now. Bytes that were
+            # not there at the last read were written after it, however old the clock makes
+            # them look (stepped forward between the write and this read); a time set back
+            # by hand (touch, a restore) is taken as it is.
+            t.changed_at = now - max(0.0, self.clock() - t.reader.mtime)
+            if t.read_at is not None and (t.reader.inode, t.reader.size) != content:
+                t.changed_at = max(t.changed_at, t.read_at)
+        t.read_at = now
         if path not in self._transcripts:
             self._transcripts[path] = t
             self._paths_by_id.setdefault(session_id, set()).add(path)
@@ -260,6 +329,8 @@ class Catalog:
     def _apply_subagent(self, path: str, session_id: str) -> set[str]:
         paths = self._subagents.setdefault(session_id, set())
         exists = os.path.isfile(path)
+        if not exists and path in paths and self._held(path):
+            return set()
         if exists == (path in paths):
             if not paths:
                 del self._subagents[session_id]
@@ -274,7 +345,16 @@ class Catalog:
 
     def _apply_legacy(self, path: str) -> set[str]:
         old = self._legacy.get(path)
-        parent = read_first_session_id(path) if os.path.isfile(path) else None
+        exists = os.path.isfile(path)
+        parent = read_first_session_id(path) if exists else None
+        if parent is None and old is not None:
+            # None also when the file could not be opened: not a reason to drop what it said.
+            failure = self._cannot_open() if exists else None
+            if failure is not None:
+                self._later(path, False, failure)
+                return set()
+            if not exists and self._held(path):
+                return set()
         if parent == old:
             return set()
         changed = set()
@@ -296,10 +376,17 @@ class Catalog:
             hints = read_index(path)
             self._warned.discard((path, "index"))
         except FileNotFoundError:
+            if old is not None and self._held(path):
+                return set()
             hints = None
         except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno in PASSING_ERRNOS:
+                self._later(path, False, exc)
+                return set()
             self._warn(path, "index", f"ignoring unusable sessions index {path}: {exc}")
             hints = None
+        if hints == old:
+            return set()  # read again unchanged (a rescan, a directory reconciled)
         if hints is None:
             self._indexes.pop(project, None)
         else:
@@ -314,6 +401,8 @@ class Catalog:
         try:
             entry = read_entry(path, pid)
         except FileNotFoundError:
+            if old is not None and self._held(path):
+                return set()
             entry = None
             self.incomplete_registry.discard(path)
             for what in ("registry", "incomplete", "dead"):
@@ -326,7 +415,10 @@ class Catalog:
                        logging.INFO)
             return set()
         except OSError as exc:
-            self._warn(path, "registry", f"cannot read registry file {path}: {exc.strerror}")
+            if exc.errno in PASSING_ERRNOS:
+                self._later(path, False, exc)
+            else:
+                self._warn(path, "registry", f"cannot read registry file {path}: {exc.strerror}")
             return set()
         else:
             self.incomplete_registry.discard(path)
@@ -355,6 +447,13 @@ class Catalog:
 
     def _check_alive(self, path: str, entry: RegistryEntry) -> bool:
         alive = is_alive(entry, self.proc_root)
+        if not alive:
+            failure = self._cannot_open()
+            if failure is not None:
+                # /proc/<pid>/stat could not be opened: that says nothing about the process.
+                # What was known stands; the registry file is read and checked again soon.
+                self._later(path, False, failure, f"check whether pid {entry.pid} ({path}) is running")
+                return self._alive.get(path, False)
         if alive:
             self._warned.discard((path, "dead"))
         else:
@@ -413,11 +512,78 @@ class Catalog:
     @property
     def needs_retry(self) -> bool:
         """Some reads failed for a passing reason and are to be tried again soon (:meth:`retry`)."""
-        return bool(self.incomplete_registry)
+        return bool(self.incomplete_registry or self._failed or self._vanished)
 
     def retry(self) -> set[str]:
-        """Try again what failed for a passing reason. Returns changed session ids."""
-        return self.retry_incomplete()
+        """Try again what failed for a passing reason, each when it is due; settle vanished
+        top-level directories. Call it every ~0.2 s while :attr:`needs_retry`. Returns changed session ids."""
+        changed = self.retry_incomplete()
+        now = self.monotonic()
+        for path, r in list(self._failed.items()):
+            if r.due <= now:
+                tries = r.tries
+                changed |= self.apply(path, r.is_dir)
+                if self._failed.get(path) is r and r.tries == tries:
+                    del self._failed[path]  # it worked (or failed for a lasting reason, logged as such)
+        if self._passing_causes and not self._failed:
+            log.info("reads work again (after: %s); every read that had failed is done",
+                     ", ".join(os.strerror(e) for e in sorted(self._passing_causes)))
+            self._passing_causes.clear()
+        for top, deadline in list(self._vanished.items()):
+            back = os.path.isdir(top)
+            if back or now >= deadline:
+                if not back:
+                    log.info("%s is still gone after %.0f s: its sessions are removed", top, self.vanished_grace_s)
+                changed |= self.apply_dir(top)  # reconciles with what is there now (nothing, if gone)
+                self._vanished.pop(top, None)
+        return changed
+
+    def _later(self, path: str, is_dir: bool | None, exc: OSError, action: str | None = None) -> None:
+        """``path`` failed for a passing reason: try it again later, backing off while it keeps failing."""
+        r = self._failed.get(path)
+        if r is None:
+            r = self._failed[path] = _Retry(is_dir)
+        else:
+            r.tries += 1
+        r.due = self.monotonic() + min(RETRY_FIRST_S * 2 ** r.tries, RETRY_MAX_S)
+        if exc.errno not in self._passing_causes:
+            # Once per cause, not per path: under EMFILE every read fails.
+            self._passing_causes.add(exc.errno)
+            log.warning("cannot %s: %s; retrying it, and every other read that fails so, until it works",
+                        action or f"{'list' if is_dir else 'read'} {path}", PASSING_ERRNOS[exc.errno])
+
+    @staticmethod
+    def _cannot_open() -> OSError | None:
+        """Why this process cannot open any file right now (out of descriptors or memory), if so.
+
+        For readers that answer "nothing" rather than raise when a file cannot be opened.
+        """
+        try:
+            os.close(os.open(os.devnull, os.O_RDONLY))
+        except OSError as exc:
+            if exc.errno in PASSING_ERRNOS:
+                return exc
+        return None
+
+    def _held(self, path: str) -> bool:
+        """``path`` is gone because projects/ or sessions/ is: keep what is known below it for a grace period.
+
+        Only a vanished top-level directory (the whole data directory, or
+        projects/ swapped for a link to another disk) is held; a file or a project
+        folder removed while projects/ stays is forgotten at once.
+        """
+        top = next((d for d in (self.layout.projects, self.layout.registry)
+                    if path == d or path.startswith(d + os.sep)), None)
+        if top is None or os.path.isdir(top):
+            return False
+        deadline = self._vanished.get(top)
+        if deadline is None:
+            if not any(p.startswith(top + os.sep) for p in self.known_paths()):
+                return False
+            deadline = self._vanished[top] = self.monotonic() + self.vanished_grace_s
+            log.info("%s vanished; its sessions are kept for %.0f s in case it comes back (moved and linked back)",
+                     top, self.vanished_grace_s)
+        return self.monotonic() < deadline
 
     # ------------------------------------------------------------------ reading
     def session_ids(self) -> set[str]:

@@ -205,7 +205,7 @@ class Monitor:
                     self._commit(changed, now)
                 if due or changed or refreshes:
                     self._status_deadline = self.catalog.status_deadline(after=built_at)
-                if due or refreshes:
+                if due or refreshes or changed:
                     self._state_dirty = True
                 if now >= next_save:
                     next_save = now + STATE_SAVE_INTERVAL_S
