@@ -4,14 +4,21 @@ A restart over an unchanged history then reads nothing but directory
 listings. The file is versioned and written atomically; a stale entry is
 used only where its file still matches (see helm_monitor.claude.state), and
 a corrupt file, or one from another version, is ignored and replaced.
+
+A cache that cannot be written (read-only, full, deleted) costs only the next
+start's speed: the failure is logged once, not at every save, the last good
+file stays in place, and saving goes on trying.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import logging
 import os
 import tempfile
+import time
 
 import orjson
 
@@ -22,6 +29,8 @@ from helm_monitor.claude.catalog import Catalog
 log = logging.getLogger(__name__)
 
 MAX_CACHE_BYTES = 512 * 1024 * 1024
+# A temporary file this old is a killed save's leftover, not a save under way (one takes seconds).
+LEFTOVER_AGE_S = 600.0
 
 
 class StateCache:
@@ -36,6 +45,9 @@ class StateCache:
         digest = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         self.dir = cache_dir
         self.path = os.path.join(cache_dir, f"state-{digest}.json")
+        # Temporary files of this cache only: another root's cache may share the directory.
+        self._tmp_prefix = f".state-{digest}-"
+        self._failing: str | None = None  # why the last save failed, once logged
 
     def load_into(self, catalog: Catalog) -> int:
         if not self.enabled:
@@ -67,16 +79,37 @@ class StateCache:
             return False
         doc = {"helm": __version__, "state": state.export_state(catalog)}
         try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.dir)
+            if not os.path.isdir(self.dir):
+                log.info("cache directory %s is missing; creating it", self.dir)
+                os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            self._remove_leftovers()
+            fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, dir=self.dir)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(orjson.dumps(doc))
+                    f.flush()
+                    # On disk before it replaces the last good file: a crash never leaves a cut one.
+                    os.fsync(f.fileno())
                 os.replace(tmp, self.path)
             except BaseException:
-                os.unlink(tmp)
+                with contextlib.suppress(OSError):  # the directory may be gone: report the first error
+                    os.unlink(tmp)
                 raise
         except OSError as exc:
-            log.warning("cannot write cache %s: %s", self.path, exc.strerror)
+            why = exc.strerror or str(exc)
+            if why != self._failing:
+                self._failing = why
+                log.warning("cannot write cache %s: %s; the last saved state (if any) is kept and saving is "
+                            "retried at each save (the next start reads what changed since then)", self.path, why)
             return False
+        if self._failing is not None:
+            log.info("cache %s written again", self.path)
+            self._failing = None
         return True
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files a killed save left behind: on a small file system they would keep it full."""
+        for leftover in glob.glob(os.path.join(glob.escape(self.dir), glob.escape(self._tmp_prefix) + "*")):
+            with contextlib.suppress(OSError):
+                if time.time() - os.stat(leftover).st_mtime > LEFTOVER_AGE_S:
+                    os.unlink(leftover)
