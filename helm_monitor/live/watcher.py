@@ -110,7 +110,8 @@ class _Handler(FileSystemEventHandler):
         dest = getattr(event, "dest_path", None)
         if dest:
             self._notify(os.fsdecode(dest), event.is_directory)
-        if event.is_directory and (src in self._structural or (dest and os.fsdecode(dest) in self._structural)):
+        # Not only directory events: projects/ replaced by a symbolic link arrives as a file event.
+        if src in self._structural or (dest and os.fsdecode(dest) in self._structural):
             self._on_structure()
 
 
