@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real parts the tests drive: Debian's chromium (Playwright cannot download
-# its own browser here), nginx, systemd-analyze.
+# its own browser here), nginx, systemd-analyze, libfaketime (the server's
+# clock stepped, tests/test_faults.py).
 missing=()
 [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
