@@ -100,6 +100,9 @@ def test_healthz_and_metrics(claude, server_factory):
     assert health["watcher"]["mode"] == "inotify"
     assert str(claude.projects) in health["watcher"]["watching"]
     assert health["secondsSinceLastEvent"] is None  # no file event since start
+    assert "greenlets" not in health and health["threads"] >= 1
+    # For leak hunting (bench/soak.py): the hub, the observer, the pump, the stop watcher...
+    assert server.get_json("/healthz?greenlets=1")["greenlets"] >= 4
     claude.session("/w/h2").prompt("y")
     wait_until(lambda: isinstance(server.get_json("/healthz")["secondsSinceLastEvent"], float), 3)
     status, headers, body = request(server, "/metrics")

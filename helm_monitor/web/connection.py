@@ -55,11 +55,17 @@ class Connection:
             watcher.kill(block=False)
 
     def close(self) -> None:
-        """Shut the connection down (both directions); the server then drops it."""
+        """Shut the connection down (both directions); the server then drops it.
+
+        The OS socket under gevent's is shut down: gevent's own shutdown()
+        cancels a send blocked in the stream's greenlet with EBADF ("closed in
+        another greenlet"), which gunicorn logs with a traceback. Shut down
+        underneath, that send wakes and fails with EPIPE, which it ignores.
+        """
         self.stop_watching()
         if self.sock is None:
             return
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            getattr(self.sock, "_sock", self.sock).shutdown(socket.SHUT_RDWR)
         except OSError:
             pass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -16,10 +18,35 @@ from helm_monitor.web.state import service_of
 bp = Blueprint("ops", __name__)
 
 
+# ?greenlets=1 walks every object of the process (tens of ms for a big history,
+# holding the event loop): counted at most this often, for leak hunting.
+GREENLET_COUNT_EVERY_S = 10.0
+_greenlets = {"at": -GREENLET_COUNT_EVERY_S, "count": None}
+_greenlets_lock = threading.Lock()
+
+
+def live_greenlets() -> int | None:
+    """Greenlets alive in this process (None without greenlet), at most GREENLET_COUNT_EVERY_S old."""
+    try:
+        from greenlet import greenlet
+    except ImportError:
+        return None
+    with _greenlets_lock:
+        now = time.monotonic()
+        if now - _greenlets["at"] >= GREENLET_COUNT_EVERY_S:
+            _greenlets["count"] = sum(1 for o in gc.get_objects() if isinstance(o, greenlet) and not o.dead)
+            _greenlets["at"] = now
+        return _greenlets["count"]
+
+
 @bp.get("/healthz")
 def healthz():
-    """Watcher state, clients, sessions, time since the last file event."""
-    return Response(orjson.dumps(service_of(current_app).health()), mimetype="application/json")
+    """Watcher state, clients, sessions, time since the last file event; ?greenlets=1 adds a greenlet count."""
+    health = service_of(current_app).health()
+    health["threads"] = threading.active_count()
+    if request.args.get("greenlets") == "1":
+        health["greenlets"] = live_greenlets()
+    return Response(orjson.dumps(health), mimetype="application/json")
 
 
 @bp.get("/metrics")
