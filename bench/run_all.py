@@ -7,6 +7,10 @@
 Each benchmark runs as its own process (``bench/<name>.py [--quick]``) and writes
 ``bench/results/<name>.json``; this script then reads those files. ``--no-run`` only
 rebuilds the table from existing results.
+
+The soak (``bench/soak.py``, 30 minutes) runs only when named (``--only soak``); its
+row and its section of RESULTS.md come from ``bench/results/soak.json``, or, without
+one, the section is kept from the file being rewritten.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ NOTES = """Method:
 """
 
 BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle"]
+OPTIONAL = ["soak"]  # long: run only when named
+MIN_TIMEOUT_S = {"soak": 2700.0}  # 30 minutes of load, its set-up and its checks
 
 
 def load(name: str, quick: bool = False) -> dict | None:
@@ -109,6 +115,15 @@ def rows_for(res: dict) -> list[list[str]]:
                      f"(read {f['big']['read_bytes_mean']} vs {f['small']['read_bytes_mean']} bytes/update)",
                      "ratio <= 1.5", verdict((inc.get("ratio_p50") or 1e9) <= 1.5)])
 
+    so = res.get("soak")
+    if so:
+        v, rest = so["verdicts"], so["at_rest"]
+        rows.append([f"soak, {so['settings']['duration'] / 60:.0f} min",
+                     "RSS growth; descriptors at rest; divergences",
+                     f"{so['growth']['rss_mb']['growth_pct']:+.1f} %; {rest['before']['fds']} -> "
+                     f"{rest['after']['fds']} fds; {so['divergences']} divergent",
+                     "< 5 %; no growth; 0", verdict(v["rss_flat"] and v["no_fd_growth"] and v["zero_divergence"])])
+
     idle = res.get("idle")
     if idle:
         for r in idle["runs"]:
@@ -138,10 +153,20 @@ def markdown(res: dict, quick: bool) -> str:
     return "\n".join(lines)
 
 
+def soak_section(path: Path) -> str:
+    """The Soak section: made from soak.json, else the one the file already has."""
+    from soak import markdown as soak_markdown, split_soak_section
+
+    res = load("soak")
+    if res:
+        return soak_markdown(res)
+    return split_soak_section(path.read_text() if path.exists() else "")[1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="comma-separated subset of " + ",".join(BENCHES))
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(BENCHES + OPTIONAL))
     ap.add_argument("--skip", help="comma-separated benchmarks to skip")
     ap.add_argument("--no-run", action="store_true", help="only build the table from bench/results/*.json")
     ap.add_argument("--write", type=Path, help="also write the markdown to this file (e.g. bench/RESULTS.md)")
@@ -157,19 +182,21 @@ def main(argv=None) -> int:
             cmd = [sys.executable, str(BENCH / f"{name}.py")] + (["--quick"] if a.quick else [])
             print(f"== {name}: {' '.join(cmd)}", flush=True)
             try:
-                rc = subprocess.run(cmd, timeout=a.timeout).returncode
+                rc = subprocess.run(cmd, timeout=max(a.timeout, MIN_TIMEOUT_S.get(name, 0.0))).returncode
             except subprocess.TimeoutExpired:
                 rc = "timeout"
             status[name] = rc
             print(f"== {name}: exit {rc} after {time.monotonic() - t:.0f}s\n", flush=True)
-    res = {n: load(n, a.quick) for n in BENCHES}
+    res = {n: load(n, a.quick) for n in BENCHES + OPTIONAL}
     res = {k: v for k, v in res.items() if v}
     md = markdown(res, a.quick)
     print(md)
     if a.write:
+        section = "" if a.quick else soak_section(a.write)
         a.write.write_text("# helm-monitor benchmark results\n\nMade with `.venv/bin/python bench/run_all.py"
                            + (" --quick" if a.quick else "") + "` (each benchmark: `bench/<name>.py`, "
-                           "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n\n" + NOTES)
+                           "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n\n" + NOTES
+                           + ("\n" + section if section else ""))
     failed = [n for n, rc in status.items() if rc != 0]
     return 1 if failed else 0
 

@@ -20,6 +20,15 @@ Used two ways:
   line each: ``watch TOKEN`` (start recording per-client first arrival of an
   event whose data contains TOKEN), ``collect TOKEN TIMEOUT`` (wait until every
   open client saw it, answer the arrival times), ``stats``, ``quit``.
+
+  With ``--track-state`` every client also keeps the sessions its events describe
+  (init / refresh replace them, created / updated / deleted change them), as the
+  page does, and two more commands work: ``churn K RESUME`` (K open clients leave
+  and are replaced; a fraction RESUME of the replacements reconnect with
+  ``Last-Event-ID`` and keep their state, as an EventSource does after a network
+  drop, the others start afresh, as a page load does; clients the server closed
+  are reconnected too) and ``check PATH`` (compare every client's state with the
+  session list in the JSON file PATH, e.g. a saved GET /all).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import argparse
 import errno
 import json
 import os
+import random
 import resource
 import selectors
 import socket
@@ -36,6 +46,32 @@ import threading
 import time
 
 STREAM_PATH = "/api/claude-sessions/stream"
+# The events that say what the sessions are (keepalive says nothing).
+STATE_EVENTS = ("init", "refresh", "session-created", "session-updated", "session-deleted")
+
+try:
+    import orjson
+
+    loads = orjson.loads
+
+    def canonical(session: dict) -> bytes:
+        return orjson.dumps(session, option=orjson.OPT_SORT_KEYS)
+except ImportError:  # the benchmarks run in the project's venv, which has orjson; plain json works too
+    loads = json.loads
+
+    def canonical(session: dict) -> bytes:
+        return json.dumps(session, sort_keys=True, separators=(",", ":")).encode()
+
+
+def state_diff(client, have: dict[str, bytes], want: dict[str, bytes]) -> dict:
+    """How one client's sessions differ from the expected ones: ids missing or extra, fields changed."""
+    changed = {}
+    for sid in sorted(have.keys() & want.keys()):
+        if have[sid] != want[sid]:
+            a, b = loads(have[sid]), loads(want[sid])
+            changed[sid] = {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    return {"client": client, "missing": sorted(want.keys() - have.keys()),
+            "extra": sorted(have.keys() - want.keys()), "changed": changed}
 
 
 def raise_nofile(want: int = 65536) -> int:
@@ -53,7 +89,7 @@ def raise_nofile(want: int = 65536) -> int:
 class Conn:
     __slots__ = ("idx", "sock", "state", "raw", "body", "chunked", "chunk_left", "status", "headers",
                  "events", "counts", "last_id", "t_connect", "t_head", "t_init", "init_len", "keep",
-                 "kept", "closed_at", "error", "t_recv", "pending")
+                 "kept", "closed_at", "error", "t_recv", "pending", "sessions", "request")
 
     def __init__(self, idx: int, keep: bool):
         self.idx = idx
@@ -75,15 +111,20 @@ class Conn:
         self.error = None
         self.t_recv = 0.0
         self.pending = b""
+        self.sessions: dict[str, bytes] | None = None  # with track_state: id -> canonical JSON
+        self.request: bytes | None = None  # when not the client's common request (Last-Event-ID)
 
 
 class LoadClient:
     def __init__(self, host: str = "127.0.0.1", port: int = 5003, path: str = STREAM_PATH,
-                 headers: dict | None = None, keep_events: bool = False, rcvbuf: int | None = None):
+                 headers: dict | None = None, keep_events: bool = False, rcvbuf: int | None = None,
+                 track_state: bool = False):
         self.host, self.port, self.path = host, port, path
         self.extra_headers = headers or {}
         self.keep_events = keep_events
         self.rcvbuf = rcvbuf
+        self.track_state = track_state
+        self.connections = 0  # connections opened so far, reconnections included
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.watch: dict[bytes, dict[int, float]] = {}   # token -> {conn idx: first arrival}
@@ -95,13 +136,16 @@ class LoadClient:
         self._connect_queue: list[Conn] = []
         self._inflight = 0
         self.max_inflight = 128
-        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
-               f"Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
-               + "".join(f"{k}: {v}\r\n" for k, v in self.extra_headers.items()) + "\r\n")
-        self._request = req.encode()
+        self._request = self._request_bytes({})
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
+
+    def _request_bytes(self, more: dict) -> bytes:
+        headers = {**self.extra_headers, **more}
+        return (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: text/event-stream\r\n"
+                f"Cache-Control: no-cache\r\nConnection: keep-alive\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
 
     # -- connections ---------------------------------------------------------
     def add(self, n: int, keep: bool | None = None) -> list[Conn]:
@@ -111,6 +155,19 @@ class LoadClient:
             self.conns.extend(new)
             self._connect_queue.extend(new)
         self._wake()
+        return new
+
+    def reconnect(self, c: Conn, resume: bool) -> Conn:
+        """Close c and queue its replacement; with resume it sends Last-Event-ID and keeps c's state.
+
+        Call it from the loop's thread (child mode), not while a background thread runs the loop.
+        """
+        self._close(c)
+        new = self.add(1, c.keep)[0]
+        if resume and c.last_id is not None:
+            new.request = self._request_bytes({"Last-Event-ID": c.last_id})
+            new.sessions = c.sessions
+        c.sessions = None  # the old connection's state is not needed any more
         return new
 
     def _start_connects(self):
@@ -128,6 +185,7 @@ class LoadClient:
                 self._fail(c, f"connect: {os.strerror(err)}")
                 continue
             c.state = "connecting"
+            self.connections += 1
             self._inflight += 1
             self.sel.register(s, selectors.EVENT_WRITE, c)
 
@@ -180,7 +238,7 @@ class LoadClient:
                     self._fail(c, f"connect: {os.strerror(err)}")
                     continue
                 try:
-                    c.sock.send(self._request)
+                    c.sock.send(c.request or self._request)
                 except OSError as exc:
                     self._fail(c, f"send: {exc}")
                     continue
@@ -313,6 +371,8 @@ class LoadClient:
                 self.cond.notify_all()
         if c.keep:
             c.kept.append((etype, eid, payload, t))
+        if self.track_state:
+            self._apply(c, etype, payload)
         if self.watch and etype not in ("init", "keepalive"):
             hit = False
             for token, arr in list(self.watch.items()):
@@ -322,6 +382,34 @@ class LoadClient:
             if hit:
                 with self.cond:
                     self.cond.notify_all()
+
+    @staticmethod
+    def _apply(c: Conn, etype: str, payload: bytes) -> None:
+        """Change c's sessions as the event says (what the page does with it)."""
+        if etype not in STATE_EVENTS:
+            return
+        sessions = loads(payload)["sessions"]
+        if etype in ("init", "refresh") or c.sessions is None:
+            c.sessions = {}
+        if etype == "session-deleted":
+            for s in sessions:
+                c.sessions.pop(s["id"], None)
+        else:
+            for s in sessions:
+                c.sessions[s["id"]] = canonical(s)
+
+    def compare(self, sessions: list[dict], examples: int = 3) -> dict:
+        """Every open client's state against ``sessions`` (e.g. GET /all): how many differ, and how."""
+        want = {s["id"]: canonical(s) for s in sessions}
+        checked, differ = 0, []
+        for c in self.conns:
+            if c.state != "body" or c.sessions is None:  # not yet told the state
+                continue
+            checked += 1
+            if c.sessions != want:
+                differ.append(c)
+        return {"checked": checked, "divergent": len(differ),
+                "examples": [state_diff(c.idx, c.sessions, want) for c in differ[:examples]]}
 
     # -- helpers ----------------------------------------------------------------
     def open_conns(self) -> list[Conn]:
@@ -335,9 +423,14 @@ class LoadClient:
         for c in self.conns:
             if c.error:
                 errors[c.error] = errors.get(c.error, 0) + 1
+        by_type: dict[str, int] = {}
+        for c in self.conns:
+            for k, n in c.counts.items():
+                by_type[k] = by_type.get(k, 0) + n
         return {"clients": len(self.conns), "open": sum(1 for c in self.conns if c.state == "body"),
                 "init": sum(1 for c in self.conns if c.t_init is not None), "states": states,
-                "errors": errors, "events": self.total_events, "bytes": self.total_bytes}
+                "errors": errors, "events": self.total_events, "bytes": self.total_bytes,
+                "connections": self.connections, "by_type": by_type}
 
     def run_until(self, pred, timeout: float) -> bool:
         """Drive the loop in this thread until pred() or timeout."""
@@ -400,7 +493,8 @@ class LoadClient:
 
 def _child(args) -> int:
     raise_nofile(args.n + 256)
-    lc = LoadClient(args.host, args.port, args.path)
+    lc = LoadClient(args.host, args.port, args.path, track_state=args.track_state)
+    rng = random.Random(args.seed)
     lc.add(args.n)
     ok = lc.wait_all_init(args.connect_timeout)
     out = sys.stdout
@@ -460,6 +554,11 @@ def _child(args) -> int:
                 collecting.append((parts[1], time.monotonic() + float(parts[2])))
             elif parts[0] == "stats":
                 say({"stats": lc.summary()})
+            elif parts[0] == "churn":
+                say(_churn(lc, rng, int(parts[1]), float(parts[2])))
+            elif parts[0] == "check":
+                with open(parts[1], "rb") as f:
+                    say({"check": lc.compare(loads(f.read()))})
         for item in list(collecting):
             token, deadline = item
             key = token.encode()
@@ -471,11 +570,26 @@ def _child(args) -> int:
                 say({"token": token, "arrivals": sorted(arr.values()), "open": open_n})
 
 
+def _churn(lc: LoadClient, rng: random.Random, k: int, resume: float) -> dict:
+    """k open clients leave and come back; clients the server closed come back too (with Last-Event-ID,
+    as an EventSource reconnects)."""
+    live = [c for c in lc.conns if c.state == "body"]
+    dropped = [c for c in lc.conns if c.state == "closed" and c.sessions is not None]
+    resumed = 0
+    for c in rng.sample(live, min(k, len(live))):
+        r = rng.random() < resume
+        resumed += r
+        lc.reconnect(c, r)
+    for c in dropped:
+        lc.reconnect(c, True)
+    return {"churned": min(k, len(live)), "resumed": resumed, "server_closed": len(dropped)}
+
+
 class ChildPool:
     """Several child load processes holding n clients between them."""
 
     def __init__(self, port: int, n: int, procs: int = 1, host: str = "127.0.0.1",
-                 connect_timeout: float = 120.0):
+                 connect_timeout: float = 120.0, track_state: bool = False):
         import subprocess
         self.procs = []
         per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
@@ -483,7 +597,8 @@ class ChildPool:
             if k <= 0:
                 continue
             p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--host", host, "--port", str(port),
-                                  "-n", str(k), "--connect-timeout", str(connect_timeout)],
+                                  "-n", str(k), "--connect-timeout", str(connect_timeout),
+                                  "--seed", str(len(self.procs))] + (["--track-state"] if track_state else []),
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
             self.procs.append(p)
         self.ready = [json.loads(p.stdout.readline() or "{}") for p in self.procs]
@@ -528,6 +643,8 @@ def main(argv=None) -> int:
     ap.add_argument("--path", default=STREAM_PATH)
     ap.add_argument("-n", type=int, default=100)
     ap.add_argument("--connect-timeout", type=float, default=120.0)
+    ap.add_argument("--track-state", action="store_true", help="keep each client's sessions (churn, check)")
+    ap.add_argument("--seed", type=int, default=0, help="for churn's choices")
     return _child(ap.parse_args(argv))
 
 
