@@ -60,12 +60,16 @@ _ATTACHMENT_TIMESTAMP_RE = re.compile(rb'"type":"attachment","uuid":"[^"]{0,80}"
 # the candidates for a record glued behind a cut one.
 _RECORD_START_TEXT_RE = re.compile(r'\{"(?:parentUuid|type)":')
 _DECODER = json.JSONDecoder()
-# The first key of a record the session list needs, searched for inside
-# skipped lines (then the byte before it must be "{"). Searched in C, at about
-# 2.8 GB/s (with the brace in the pattern, 1.9 GB/s). Inside a well-formed
-# record such a start is only a nested object's, which never decodes to the
-# line's end.
-_WANTED_KEY_RE = re.compile(rb'"(?:parentUuid":|type":"(?:user|assistant|summary|ai-title|custom-title|agent-name)")')
+# Inside skipped lines, the starts of records the session list needs. Inside a
+# well-formed record such a start is only a nested object's, which never
+# decodes to the line's end. Conversation records (user, assistant) start with
+# this key, looked for over the whole line (bytes.find, about 5 GB/s; then the
+# byte before it must be "{"). Titles and summaries are small records (about
+# 100 bytes), so one glued behind a cut record lies within the line's last
+# METADATA_TAIL_BYTES: a regular expression looks only there.
+_CONVERSATION_KEY = b'"parentUuid":'
+_METADATA_START_RE = re.compile(rb'\{"type":"(?:summary|ai-title|custom-title|agent-name|user|assistant)"')
+METADATA_TAIL_BYTES = 1024
 _START_MAX_BYTES = 48  # longer than any record start _wanted_start finds
 # Candidates tried in one line before it is given up as corrupt.
 MAX_RECOVERY_TRIES = 4096
@@ -74,15 +78,23 @@ MAX_GLUED = 32
 _TORN = "a record was cut off mid-write and more records follow it on the same line; the cut part was skipped"
 
 
+def _conversation_start(buf, pos: int, end: int) -> int:
+    """Where the first conversation record starts in ``buf[pos:end]``, or -1."""
+    i = buf.find(_CONVERSATION_KEY, pos + 1, end)
+    while i >= 0 and buf[i - 1] != 0x7B:  # "{"
+        i = buf.find(_CONVERSATION_KEY, i + 1, end)
+    return i - 1 if i >= 0 else -1
+
+
 def _wanted_start(buf, pos: int, end: int) -> int:
-    """Where the first start of a needed record at or after ``pos`` (and before ``end``) is, or -1."""
-    search = _WANTED_KEY_RE.search
-    m = search(buf, pos + 1, end)
-    while m is not None:
-        if buf[m.start() - 1] == 0x7B:  # "{"
-            return m.start() - 1
-        m = search(buf, m.end(), end)
-    return -1
+    """Where the first start of a needed record in the skipped line ``buf[:end]``, from ``pos``, is, or -1."""
+    i = buf.find(_CONVERSATION_KEY, pos + 1, end)
+    while i >= 0 and buf[i - 1] != 0x7B:  # "{"
+        i = buf.find(_CONVERSATION_KEY, i + 1, end)
+    m = _METADATA_START_RE.search(buf, max(pos, end - METADATA_TAIL_BYTES), end)
+    if m is not None and (i < 0 or m.start() < i - 1):
+        return m.start()
+    return i - 1 if i >= 0 else -1
 
 
 def _object(data) -> dict | None:
@@ -246,7 +258,9 @@ class TranscriptReader:
         self._pending: bytearray | None = None
         self._pending_checked = False  # the unfinished line's first bytes were looked at
         self._skipping = False  # inside a long line already known to be skippable
-        self._skip_tail = b""  # the last bytes skipped: a record start can straddle two chunks
+        # The last bytes skipped: a record start can straddle two chunks, and a small
+        # record glued at the line's end can begin in an earlier chunk.
+        self._skip_tail = b""
         # The pending line starts at a record start found inside a skipped line:
         # either a record glued to a cut one, or a nested object of a long record.
         self._tentative = False
@@ -322,7 +336,7 @@ class TranscriptReader:
         start = 0
         if self._skipping:
             nl = chunk.find(b"\n")
-            found = self._wanted_in_skipped(chunk, len(chunk) if nl < 0 else nl)
+            found = self._wanted_in_skipped(chunk, len(chunk) if nl < 0 else nl, nl >= 0)
             if found is not None:
                 # A record may start inside the skipped line: collect from there.
                 self._skipping = False
@@ -331,7 +345,7 @@ class TranscriptReader:
                 self._pending = bytearray(self._skip_tail[found:] if found < 0 else b"")
                 start = max(found, 0)
             elif nl < 0:
-                self._skip_tail = (self._skip_tail + chunk[-_START_MAX_BYTES:])[-_START_MAX_BYTES:]
+                self._skip_tail = (self._skip_tail + chunk[-METADATA_TAIL_BYTES:])[-METADATA_TAIL_BYTES:]
                 return
             else:
                 self._skipping = False
@@ -381,23 +395,37 @@ class TranscriptReader:
                 self._note_skipped(pending, 0, size)
                 self._drop_pending()
                 self._skipping = True
-                self._skip_tail = bytes(pending[-_START_MAX_BYTES:])
+                self._skip_tail = bytes(pending[-METADATA_TAIL_BYTES:])
 
     def _drop_pending(self) -> None:
         self._pending = None
         self._pending_checked = False
         self._tentative = False
 
-    def _wanted_in_skipped(self, chunk: bytes, end: int) -> int | None:
-        """Where a needed record may start in the skipped ``chunk[:end]`` (negative: in the previous chunk)."""
+    def _wanted_in_skipped(self, chunk: bytes, end: int, line_ends: bool) -> int | None:
+        """Where a needed record may start in the skipped ``chunk[:end]`` (negative: in the bytes before it)."""
         tail = self._skip_tail
-        if tail:
-            joined = tail + chunk[:_START_MAX_BYTES]
-            found = _wanted_start(joined, 0, len(joined))
-            if 0 <= found < len(tail):
-                return found - len(tail)
-        found = _wanted_start(chunk, 0, end)
-        return None if found < 0 else found
+        found = []
+        if tail:  # a conversation record's start straddling the two chunks
+            edge = tail[-_START_MAX_BYTES:]
+            joined = edge + chunk[:_START_MAX_BYTES]
+            at = _conversation_start(joined, 0, len(joined))
+            if 0 <= at < len(edge):
+                found.append(at - len(edge))
+        at = _conversation_start(chunk, 0, end)
+        if at >= 0:
+            found.append(at)
+        if line_ends:  # a small record glued at the line's end, perhaps begun in an earlier chunk
+            if end >= METADATA_TAIL_BYTES:
+                m = _METADATA_START_RE.search(chunk, end - METADATA_TAIL_BYTES, end)
+                if m is not None:
+                    found.append(m.start())
+            else:
+                window = tail[-(METADATA_TAIL_BYTES - end):] + chunk[:end]
+                m = _METADATA_START_RE.search(window)
+                if m is not None:
+                    found.append(m.start() - (len(window) - end))
+        return min(found) if found else None
 
     @staticmethod
     def _skippable(buf: bytes, start: int, end: int) -> bool:
@@ -406,9 +434,11 @@ class TranscriptReader:
             return q > 0 and bytes(buf[start + 9:q]) not in WANTED_TYPES
         return _ATTACHMENT_RE.match(buf, start, min(end, start + _PREFIX_BYTES)) is not None
 
-    def _note_skipped(self, buf: bytes, start: int, end: int) -> None:
+    def _note_skipped(self, buf: bytes, start: int, end: int, m: re.Match | None = None) -> None:
         # Skipped records still date the session.
-        if buf.startswith(_TYPE_FIRST, start):
+        if m is not None:
+            pass
+        elif buf.startswith(_TYPE_FIRST, start):
             m = _HEAD_TIMESTAMP_RE.match(buf, start, min(end, start + 1024))
         else:
             m = _ATTACHMENT_TIMESTAMP_RE.search(buf, max(start, end - 4096), end)
@@ -417,14 +447,26 @@ class TranscriptReader:
         if m is not None:
             self.stats.note_timestamp(m.group(1).decode("ascii"))
 
+    def _skipped_line(self, buf: bytes, start: int, end: int) -> None:
+        """A line known skippable by its first bytes, unless a needed record is glued behind it."""
+        tail_mark = None
+        if buf.startswith(_TYPE_FIRST, start):
+            found = _wanted_start(buf, start + 1, end)
+        else:
+            # An attachment (half the bytes of a 2.1.330 history) ends with its type,
+            # uuid and timestamp: found near the line's end, a glued record can only
+            # follow it (a user or assistant record carries no such mark).
+            tail_mark = _ATTACHMENT_TIMESTAMP_RE.search(buf, max(start, end - 4096), end)
+            found = _wanted_start(buf, tail_mark.end() if tail_mark else start + 1, end)
+        if found < 0 or not self._split_glued(buf, start, end, 0, found):
+            self._note_skipped(buf, start, end, tail_mark)
+
     def _line(self, buf: bytes, start: int, end: int, glued: int = 0) -> None:
         """One physical line; ``glued`` > 0: the part of a line in front of a record glued to it."""
         skippable = self._skippable(buf, start, end)
         if skippable and not glued:
             # A needed record glued behind a skipped one is searched for, not parsed for.
-            found = _wanted_start(buf, start + 1, end)
-            if found < 0 or not self._split_glued(buf, start, end, glued, found):
-                self._note_skipped(buf, start, end)
+            self._skipped_line(buf, start, end)
             return
         line = buf[start:end] if (start or end != len(buf)) else buf
         try:
