@@ -117,12 +117,20 @@ def rows_for(res: dict) -> list[list[str]]:
 
     so = res.get("soak")
     if so:
+        from soak import window as soak_window
+
         v, rest = so["verdicts"], so["at_rest"]
+        which, g = soak_window(so)
+        greenlets = (f"; {rest['before']['greenlets']} -> {rest['after']['greenlets']} greenlets"
+                     if rest["after"].get("greenlets") is not None else "")
         rows.append([f"soak, {so['settings']['duration'] / 60:.0f} min",
-                     "RSS growth; descriptors at rest; divergences",
-                     f"{so['growth']['rss_mb']['growth_pct']:+.1f} %; {rest['before']['fds']} -> "
-                     f"{rest['after']['fds']} fds; {so['divergences']} divergent",
-                     "< 5 %; no growth; 0", verdict(v["rss_flat"] and v["no_fd_growth"] and v["zero_divergence"])])
+                     f"RSS growth ({'over the session plateau' if which == 'plateau' else 'after warm-up'}: "
+                     "arbiter + worker, worker); at rest; divergences",
+                     f"{g['rss_mb']['growth_pct']:+.1f} %, {g['rss_worker_mb']['growth_pct']:+.1f} %; "
+                     f"{rest['before']['fds']} -> {rest['after']['fds']} fds{greenlets}; "
+                     f"{so['divergences']} divergent",
+                     "< 5 %; no growth; 0", verdict(v["rss_flat"] and v["no_fd_growth"] and v["zero_divergence"]
+                                                    and v.get("no_greenlet_growth") is not False)])
 
     idle = res.get("idle")
     if idle:

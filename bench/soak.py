@@ -12,14 +12,21 @@ Over a modest history (bench/make_corpus.py), all at once:
             or, every KILL_EVERY-th exit, SIGKILLed (the file stays: the server must see the pid die).
             The next process starts a new session or resumes an ended one (its registry file first
             names a fresh id, then the resumed one, as ``--resume`` does).
+  cleanup   as Claude Code deletes transcripts older than its cleanup period (30 days by default) when
+            it starts: at each process start, while there are more main transcripts than the cap (the
+            count at the start plus --cap-margin), the oldest (by mtime) of the ended sessions goes,
+            its <session-id>/ folder with it; never one whose process runs or that ended in the last
+            DELETE_AFTER_S. So the session count reaches a plateau, and growth is not mixed with data.
   clients   --clients stream clients in a child process (bench/sseload.py --track-state) that rebuild
             the session list from their events; every CHURN_S a few leave and come back, half with
             Last-Event-ID (an EventSource reconnecting), half afresh (a page load).
   slow      one client that reads 512 bytes a second: the server must overflow it (refresh), then drop it.
   refresh   POST /api/claude-sessions/refresh every REFRESH_S; a viewer opens a conversation now and then.
   observer  one client in this process times kill -> ended and exit -> ended.
-Every SAMPLE_S: RSS (arbiter + worker), the worker's open descriptors and threads, greenlets (if /healthz
-reports them), stream clients, sessions, the server's overflow counters, CPU.
+Every SAMPLE_S: RSS (arbiter + worker), the worker's open descriptors and threads, greenlets (/healthz
+?greenlets=1), stream clients, sessions, the server's overflow counters, CPU. When the descriptors exceed
+their running median by more than FD_SPIKE, what the new ones are (link targets; sockets with their TCP
+peer and the process of ours holding the other end) goes into the results.
 
 At the end the load stops and things settle; then every connected client's state must equal GET /all,
 and /all must equal a fresh scan of the directory (helm_monitor.claude.catalog.Catalog, in this process).
@@ -47,7 +54,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import BENCH, REPO, WORK, Server, pct, raise_nofile, table, tree_cpu, tree_rss, write_results
+from common import BENCH, REPO, WORK, Server, pct, raise_nofile, table, tree_cpu, tree_pids, tree_rss, write_results
 from make_corpus import MODELS_NEW, Ctx, Generator, jstr, make_corpus, parse_size, project_key
 from sseload import STREAM_PATH, ChildPool, LoadClient, canonical, loads, state_diff
 
@@ -60,18 +67,24 @@ KILL_EVERY = 4         # one process exit in KILL_EVERY is a SIGKILL
 RESUME_P = 0.3         # a new process resumes an ended session rather than starting one
 ENDED_LIMIT_S = 5.0    # SPEC 5: a process that dies without removing its file: ended within 5 s
 RESUME_AFTER_S = 20.0  # only sessions ended this long ago are resumed: their kill/exit timing is done
+DELETE_AFTER_S = 30.0  # only sessions ended this long ago are deleted by the cleanup (timing done too)
+FD_SPIKE = 5           # descriptors above their running median that get looked at
+FD_MEDIAN_OF = 30      # samples in that running median
+FD_SPIKE_RECORDS = 40  # spike snapshots kept in the results
+GREENLET_EVERY_S = 10.5  # /healthz?greenlets=1 counts at most every 10 s (helm_monitor/web/ops.py)
 
 
 def full_settings(a) -> dict:
     """The run's shape; --quick keeps it but scales it down to about a minute."""
     if a.quick:
         s = dict(duration=45.0, clients=20, sessions=5, pace=0.15, turns=(1, 3), sample_s=2.0, churn_s=3.0,
-                 refresh_s=15.0, viewer_s=5.0, warmup_s=5.0, settle_s=4.0, corpus="2MB", keepalive_s=5.0)
+                 refresh_s=15.0, viewer_s=5.0, warmup_s=5.0, settle_s=4.0, corpus="2MB", keepalive_s=5.0,
+                 cap_margin=2)
     else:
         s = dict(duration=1800.0, clients=200, sessions=20, pace=1.0, turns=(3, 20), sample_s=10.0,
                  churn_s=10.0, refresh_s=180.0, viewer_s=30.0, warmup_s=180.0, settle_s=8.0, corpus="10MB",
-                 keepalive_s=None)
-    for k in ("duration", "clients", "sessions"):
+                 keepalive_s=None, cap_margin=10)
+    for k in ("duration", "clients", "sessions", "cap_margin"):
         if getattr(a, k) is not None:
             s[k] = getattr(a, k)
     s["churn_k"] = max(1, s["clients"] // 20)
@@ -267,7 +280,14 @@ class Soak:
         self.ended: list[tuple[float, Transcript]] = []  # (when, transcript): may be resumed
         self.counts = dict(processes=0, new_sessions=0, resumed=0, clean_exits=0, kills=0, turns=0, waiting=0,
                            refreshes=0, viewer_requests=0, http_errors=0, churned=0, churn_resumed=0,
-                           server_closed_clients=0)
+                           server_closed_clients=0, deleted=0, deleted_dirs=0, cleanup_skipped_live=0)
+        self.ended_at: dict[str, float] = {}  # session id -> when its last process ended
+        self.in_use: set[str] = set()         # sessions whose process runs
+        self.cap: int | None = None           # main transcripts kept by the cleanup
+        self.sessions_start: int | None = None
+        self.deleted: list[tuple[float, str]] = []  # (when, session id)
+        self.t0 = time.monotonic()            # the sampler's time origin (run_soak sets it)
+        self.timeline: list[dict] = []        # refreshes, conversation reads, deletions, kills: when
         self.ended_after = {"kill": [], "exit": []}
         self.ended_late = {"kill": [], "exit": []}
         self.transcripts: list[Transcript] = []
@@ -277,6 +297,54 @@ class Soak:
     def wait(self, seconds: float) -> float:
         """A delay of the workload, scaled by --quick's pace."""
         return seconds * self.s["pace"]
+
+    def log(self, what: str, **more) -> None:
+        """What happened when (seconds on the samples' clock), to set beside RSS steps."""
+        self.timeline.append({"t": round(time.monotonic() - self.t0, 1), "what": what, **more})
+
+    # -- the cleanup period ----------------------------------------------------------
+    def main_transcripts(self) -> list[tuple[float, str, Path]]:
+        """(mtime, session id, path) of every main transcript on disk."""
+        out = []
+        for pdir in (self.root / "projects").iterdir():
+            if not pdir.is_dir():
+                continue
+            for e in os.scandir(pdir):
+                if e.name.endswith(".jsonl") and not e.name.startswith("agent-"):
+                    try:
+                        out.append((e.stat().st_mtime, e.name[:-len(".jsonl")], Path(e.path)))
+                    except FileNotFoundError:
+                        pass
+        return out
+
+    def start_cleanup(self, margin: int) -> None:
+        self.sessions_start = len(self.main_transcripts())
+        self.cap = self.sessions_start + margin
+
+    def cleanup(self) -> None:
+        """What a starting CLI does with transcripts past the cleanup period: here, the oldest ended ones
+        beyond the cap. Never a session whose process runs (nor one just ended, still being timed)."""
+        files = self.main_transcripts()
+        over = len(files) - self.cap
+        if over <= 0:
+            return
+        now = time.monotonic()
+        for _, sid, path in sorted(files):
+            if over <= 0:
+                break
+            if sid in self.in_use or now - self.ended_at.get(sid, -1e9) < DELETE_AFTER_S:
+                self.counts["cleanup_skipped_live"] += sid in self.in_use
+                continue
+            folder = path.with_suffix("")  # <session-id>/: subagents, tool-results, custom-title.json
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                self.counts["deleted_dirs"] += 1
+            self.log("deleted", sid=sid, bytes=path.stat().st_size)
+            path.unlink()
+            self.ended = [(w, t) for w, t in self.ended if t.id != sid]  # gone: never resumed
+            self.deleted.append((now, sid))
+            self.counts["deleted"] += 1
+            over -= 1
 
     # -- one terminal -----------------------------------------------------------
     def terminal(self):
@@ -293,6 +361,8 @@ class Soak:
                 tr = Transcript(self.gen, self.root, rng.choice(self.cwds))
                 self.transcripts.append(tr)
                 self.counts["new_sessions"] += 1
+            self.in_use.add(tr.id)
+            self.cleanup()  # the CLI starting
             # --resume: the registry file names a fresh id first, then the resumed session's
             proc = Process(self.root, self.template, str(uuid.uuid4()) if resumed else tr.id, tr.cwd)
             self.procs.add(proc)
@@ -305,8 +375,11 @@ class Soak:
                 yield from self.turn(proc, tr)
                 yield self.wait(min(180.0, self.gen.lognormal(20, 0.8)))  # reading, thinking, typing
             self.procs.discard(proc)
+            self.in_use.discard(tr.id)
+            self.ended_at[tr.id] = time.monotonic()
             ends = self.counts["kills"] + self.counts["clean_exits"] + 1
             kind = "kill" if ends % KILL_EVERY == 0 else "exit"
+            self.log(kind, sid=tr.id)
             if kind == "kill":
                 proc.kill()
                 self.counts["kills"] += 1
@@ -350,22 +423,28 @@ class Soak:
     def refresher(self):
         while True:
             yield self.s["refresh_s"] * self.rng.uniform(0.7, 1.3)
-            self._http("POST", "/api/claude-sessions/refresh", "refreshes")
+            self.log("refresh", status=self._http("POST", "/api/claude-sessions/refresh", "refreshes"))
 
     def viewer(self):
         """Someone opens a session's conversation (the page's detail view)."""
         while True:
             yield self.s["viewer_s"]
-            if self.transcripts:
-                tr = self.rng.choice(self.transcripts)
-                self._http("GET", f"/api/claude-sessions/{tr.id}?limit=50", "viewer_requests", ok=(200, 404))
+            gone = {sid for _, sid in self.deleted}
+            live = [t for t in self.transcripts if t.id not in gone]
+            if live:
+                tr = self.rng.choice(live)
+                t = time.monotonic()
+                status = self._http("GET", f"/api/claude-sessions/{tr.id}?limit=50", "viewer_requests", ok=(200, 404))
+                self.log("conversation", sid=tr.id, bytes=tr.bytes, status=status,
+                         ms=round(1000 * (time.monotonic() - t)))
 
-    def _http(self, method: str, path: str, counter: str, ok=(200,)) -> None:
+    def _http(self, method: str, path: str, counter: str, ok=(200,)) -> int | None:
         try:
             status, _ = self.srv.request(method, path, timeout=30)
         except OSError:
             status = None
         self.counts[counter if status in ok else "http_errors"] += 1
+        return status
 
     def status_seen(self, sid: str) -> str | None:
         conn = self.observer.conns[0]
@@ -392,7 +471,7 @@ class Soak:
         """Load stopped: only the kill/exit timings still run."""
         self.sched.run(time.monotonic() + seconds, load=False)
 
-    def cleanup(self) -> None:
+    def stop_processes(self) -> None:
         for proc in self.procs:
             proc.child.kill()
             proc.child.wait()
@@ -493,6 +572,87 @@ def count_dir(path: str) -> int | None:
         return None
 
 
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
+
+
+def fd_targets(pid: int) -> dict[int, str]:
+    """fd -> link target (socket:[inode], pipe:[inode], anon_inode:..., a path) of a process."""
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            out[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            pass
+    return out
+
+
+def tcp_sockets(pid: int) -> dict[int, dict]:
+    """inode -> local port, remote port, state: /proc/<pid>/net/tcp and tcp6 (the process's namespace)."""
+    out = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            x = row.split()
+            if len(x) < 10:
+                continue
+            out[int(x[9])] = {"local": int(x[1].rsplit(":", 1)[1], 16), "remote": int(x[2].rsplit(":", 1)[1], 16),
+                              "state": TCP_STATES.get(int(x[3], 16), x[3])}
+    return out
+
+
+def socket_owners(inodes: set[int]) -> dict[int, str]:
+    """Which process of this benchmark's tree holds each socket inode: 'pid name'."""
+    out, want = {}, {f"socket:[{i}]": i for i in inodes}
+    for pid in tree_pids(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = [os.path.basename(a.decode(errors="replace")) for a in f.read().split(b"\0")[:2] if a]
+        except OSError:
+            continue
+        label = f"{pid} {' '.join(cmd)}" + (" (soak)" if pid == os.getpid() else "")
+        for target in fd_targets(pid).values():
+            if target in want:
+                out[want[target]] = label
+    return out
+
+
+def describe_fds(pid: int, fds: dict[int, str]) -> list[dict]:
+    """The given descriptors of pid; a TCP socket with its ports, state and the holder of its other end."""
+    tcp = tcp_sockets(pid)
+    by_port = {(v["local"], v["remote"]): k for k, v in tcp.items()}
+    out, peers = [], {}
+    for fd, target in sorted(fds.items()):
+        x = {"fd": fd, "target": target}
+        m = re.match(r"socket:\[(\d+)\]$", target)
+        if m and int(m.group(1)) in tcp:
+            t = tcp[int(m.group(1))]
+            x.update(local_port=t["local"], peer_port=t["remote"], state=t["state"])
+            peer = by_port.get((t["remote"], t["local"]))  # the other end, if it is on this machine
+            if peer is not None and t["remote"]:
+                peers[fd] = peer
+        elif m:
+            x["state"] = "not TCP (unix, or closed)"
+        out.append(x)
+    owners = socket_owners(set(peers.values()))
+    for x in out:
+        if x["fd"] in peers:
+            x["peer_held_by"] = owners.get(peers[x["fd"]], "no process of the benchmark (closed)")
+    return out
+
+
+def fd_kind(target: str) -> str:
+    return target.split(":", 1)[0] if ":" in target and not target.startswith("/") else "file"
+
+
 class Sampler(threading.Thread):
     """Every interval: resources of the arbiter + worker, and what the server says of itself."""
 
@@ -501,6 +661,33 @@ class Sampler(threading.Thread):
         self.srv, self.interval, self.t0 = srv, interval, t0
         self.samples: list[dict] = []
         self.stop_ev = threading.Event()
+        self.greenlets_asked = -1e9      # when ?greenlets=1 was last asked (the server counts every 10 s)
+        self.fd_spikes: list[dict] = []  # descriptors above their running median: what the new ones were
+        self.fd_spike_samples = 0
+        self._normal_fds: dict[int, str] = {}
+
+    def look_at_fds(self, x: dict) -> None:
+        """Compare the worker's descriptors with their running median; on a spike keep the new ones."""
+        w, n = x["worker"], x["fds"]
+        if not w or n is None:
+            return
+        targets = fd_targets(w)
+        recent = [y["fds"] for y in self.samples[-FD_MEDIAN_OF:] if y.get("fds") is not None]
+        median = statistics.median(recent) if len(recent) >= 6 else None
+        if median is None or n <= median + FD_SPIKE:
+            self._normal_fds = targets
+            return
+        self.fd_spike_samples += 1
+        x["fd_spike"] = True
+        if len(self.fd_spikes) >= FD_SPIKE_RECORDS:
+            return
+        new = {fd: t for fd, t in targets.items() if self._normal_fds.get(fd) != t}
+        kinds: dict[str, int] = {}
+        for t in targets.values():
+            kinds[fd_kind(t)] = kinds.get(fd_kind(t), 0) + 1
+        self.fd_spikes.append({"t": x["t"], "fds": n, "median": median, "by_kind": kinds,
+                               "gone": len([fd for fd in self._normal_fds if fd not in targets]),
+                               "new": describe_fds(w, new)[:60]})
 
     def sample(self) -> dict:
         workers = self.srv.worker_pids()
@@ -511,6 +698,8 @@ class Sampler(threading.Thread):
              "rss_worker_mb": round(tree_rss(w) / 1e6, 2) if w else None,
              "fds": count_dir(f"/proc/{w}/fd"), "threads": count_dir(f"/proc/{w}/task"),
              "cpu_s": round(tree_cpu(self.srv.pid), 2)}
+        self.look_at_fds(x)
+        self.greenlets_asked = time.monotonic()
         try:  # ?greenlets=1: the server counts them only when asked (a walk over every object)
             h = self.srv.get_json("/healthz?greenlets=1", timeout=10)
         except (OSError, RuntimeError, ValueError, http.client.HTTPException):
@@ -543,6 +732,35 @@ def growth(samples: list[dict], key: str, start: float, end: float) -> dict:
     a, b = statistics.median(first), statistics.median(last)
     return {"first": a, "last": b, "growth_pct": round(100 * (b - a) / a, 2) if a else None,
             "max": max(x[key] for x in samples if x.get(key) is not None)}
+
+
+def rss_steps(samples: list[dict], timeline: list[dict], start: float, end: float,
+              key: str = "rss_worker_mb", min_mb: float = 0.3) -> dict:
+    """The worker's RSS rises between two samples by min_mb or more: what happened in between. A
+    conversation read is marked when its transcript was the largest read so far (a new high-water mark)."""
+    largest, biggest_before = 0, []
+    for e in timeline:  # the largest transcript read before each event
+        biggest_before.append(largest)
+        if e["what"] == "conversation" and e.get("status") == 200:
+            largest = max(largest, e["bytes"])
+    steps = []
+    sm = [x for x in samples if start <= x["t"] <= end and x.get(key) is not None]
+    for prev, x in zip(sm, sm[1:]):
+        d = x[key] - prev[key]
+        if d < min_mb:
+            continue
+        events = []
+        for e, before in zip(timeline, biggest_before):
+            if prev["t"] < e["t"] <= x["t"] and e["what"] not in ("exit",):
+                events.append({**e, **({"largest_so_far": e["bytes"] > before} if e["what"] == "conversation" else {})})
+        for c in ("overflows", "slow_disconnects"):
+            if (x.get(c) or 0) > (prev.get(c) or 0):
+                events.append({"t": x["t"], "what": c})
+        steps.append({"t": x["t"], "mb": round(d, 2), "events": events})
+    total = sm[-1][key] - sm[0][key] if len(sm) > 1 else None
+    return {"min_mb": min_mb, "steps": steps, "mb_in_steps": round(sum(x["mb"] for x in steps), 2),
+            "mb_total": None if total is None else round(total, 2),
+            "with_largest_read": sum(any(e.get("largest_so_far") for e in x["events"]) for x in steps)}
 
 
 def compare_scan(root: Path, all_sessions: list[dict]) -> dict:
@@ -647,7 +865,8 @@ def plots(res: dict, out_dir: Path) -> list[str]:
     charts = [("soak-rss.svg", "Server RSS during the soak", "MB",
                [("arbiter + worker", col("rss_mb")), ("worker", col("rss_worker_mb"))]),
               ("soak-fds.svg", "Open descriptors of the worker", "count",
-               [("open descriptors", col("fds")), ("stream clients", col("clients"))]),
+               [("open descriptors", col("fds")), ("stream clients", col("clients")),
+                ("sessions listed", col("sessions"))]),
               ("soak-tasks.svg", "Threads and greenlets of the worker", "count",
                [("threads", col("threads"))] + ([("greenlets", col("greenlets"))]
                                                 if any(v is not None for v in col("greenlets")) else []))]
@@ -656,17 +875,24 @@ def plots(res: dict, out_dir: Path) -> list[str]:
     return [c[0] for c in charts]
 
 
+def window(res: dict) -> tuple[str, dict]:
+    """The window growth is judged on: the session-count plateau if the run reached one, else after warm-up."""
+    gp = res.get("growth_plateau") or {}
+    if (gp.get("rss_mb") or {}).get("growth_pct") is not None:
+        return "plateau", gp
+    return "warm-up", res["growth"]
+
+
 def verdicts(res: dict) -> dict:
-    g = res["growth"]
-    rest = res["at_rest"]
-    grl = g["greenlets"]["growth_pct"]
+    _, g = window(res)
+    before, after = res["at_rest"]["before"], res["at_rest"]["after"]
+    no_growth = lambda k: None if after.get(k) is None or before.get(k) is None else after[k] <= before[k]
+    rss = [g[k]["growth_pct"] for k in ("rss_mb", "rss_worker_mb")]
     return {
-        "rss_flat": g["rss_mb"]["growth_pct"] is not None and g["rss_mb"]["growth_pct"] < 5,
-        "no_fd_growth": rest["after"]["fds"] is not None and rest["after"]["fds"] <= rest["before"]["fds"],
-        "no_thread_growth": rest["after"]["threads"] is not None
-        and rest["after"]["threads"] <= rest["before"]["threads"],
-        "no_greenlet_growth": None if rest["after"]["greenlets"] is None or grl is None
-        else rest["after"]["greenlets"] <= rest["before"]["greenlets"],
+        "rss_flat": all(x is not None and x < 5 for x in rss),
+        "no_fd_growth": bool(no_growth("fds")),
+        "no_thread_growth": bool(no_growth("threads")),
+        "no_greenlet_growth": no_growth("greenlets"),
         "zero_divergence": res["divergences"] == 0,
         "ended_in_time": not res["ended"]["late"]["kill"] and not res["ended"]["late"]["exit"]
         and all(x <= ENDED_LIMIT_S for x in res["ended"]["after_s"]["kill"]),
@@ -674,9 +900,48 @@ def verdicts(res: dict) -> dict:
     }
 
 
+def fd_spike_summary(res: dict) -> str:
+    """One sentence on the descriptor spikes seen (what the new descriptors were)."""
+    fs = res.get("fd_spikes")
+    if fs is None:
+        return ""
+    if not fs["samples"]:
+        return (f"no sample had more than {fs['threshold']} descriptors above the running median of "
+                f"{fs['median_of']} samples.")
+    recs = fs["records"]
+    kinds: dict[str, int] = {}
+    for r in recs:
+        for x in r["new"]:
+            k = " ".join(str(v) for v in (fd_kind(x["target"]), x.get("state"), x.get("peer_held_by")) if v)
+            kinds[k] = kinds.get(k, 0) + 1
+    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:4]
+    when = sorted({round(r["t"] / 60, 1) for r in recs})
+    peak = max(recs, key=lambda r: r["fds"] - r["median"]) if recs else None
+    return (f"{fs['samples']} samples had more than {fs['threshold']} above the running median"
+            + (f" (at minutes {', '.join(f'{m:g}' for m in when[:12])}{' ...' if len(when) > 12 else ''}; "
+               f"peak {peak['fds']} against a median of {peak['median']:g})" if peak else "")
+            + "; the descriptors new at those samples: "
+            + ", ".join(f"{n} x {k}" for k, n in top) + ".")
+
+
+def rss_steps_summary(st: dict) -> str:
+    """One sentence on where the worker's RSS rose."""
+    if not st["steps"]:
+        return f"no rise of {st['min_mb']:g} MB or more between two samples."
+    reads = sum(any(e["what"] == "conversation" for e in x["events"]) for x in st["steps"])
+    return (f"of the worker's {st['mb_total']:+.1f} MB over the window, {st['mb_in_steps']:.1f} MB came in "
+            f"{len(st['steps'])} rises of {st['min_mb']:g} MB or more between two samples (at minutes "
+            + ", ".join(f"{x['t'] / 60:.1f} (+{x['mb']:.1f})" for x in st["steps"][:10])
+            + f"); {reads} of them with a conversation read in the interval, {st['with_largest_read']} with "
+            "a read of the largest transcript read so far.")
+
+
 def markdown(res: dict) -> str:
     """The Soak section of bench/RESULTS.md (run_all.py uses it too)."""
-    g, rest, c, v, st = res["growth"], res["at_rest"], res["counts"], res["verdicts"], res["settings"]
+    rest, c, v, st = res["at_rest"], res["counts"], res["verdicts"], res["settings"]
+    which, g = window(res)
+    gw = res["growth"]
+    ses = res.get("sessions") or {}
     ok = lambda x: "-" if x is None else ("met" if x else "**missed**")
     num = lambda x, unit="": "-" if x is None else (f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}") + unit
     pctf = lambda x: "-" if x is None else f"{x:+.1f} %"
@@ -685,39 +950,55 @@ def markdown(res: dict) -> str:
     late = res["ended"]["late"]
     ev = res["client_events"]
 
-    def over_time(label, key, target="", verdict=""):
-        return [label, num(g[key]["first"]), num(g[key]["last"]), pctf(g[key]["growth_pct"]), target, verdict]
+    def over_time(label, key, target="", verdict="", gg=None):
+        gg = gg or g
+        return [label, num(gg[key]["first"]), num(gg[key]["last"]), pctf(gg[key]["growth_pct"]), target, verdict]
 
     def before_after(label, key, verdict):
-        return [label, num(rest["before"][key]), num(rest["after"][key]), "", "no growth", verdict]
+        return [label, num(rest["before"].get(key)), num(rest["after"].get(key)), "", "no growth", verdict]
 
-    greenlets = g["greenlets"]["first"] is not None
+    greenlets = g["greenlets"]["first"] is not None or rest["after"].get("greenlets") is not None
     rows = [over_time("RSS, arbiter + worker (MB)", "rss_mb", "growth < 5 %", ok(v["rss_flat"])),
-            over_time("RSS, worker (MB)", "rss_worker_mb"),
+            over_time("RSS, worker (MB)", "rss_worker_mb", "growth < 5 %", ok(v["rss_flat"])),
             over_time("open descriptors, worker", "fds"),
             before_after("open descriptors, no client connected: before / after", "fds", ok(v["no_fd_growth"])),
             over_time("threads, worker", "threads"),
             before_after("threads, no client connected: before / after", "threads", ok(v["no_thread_growth"])),
-            over_time("greenlets, worker", "greenlets", "no growth",
-                      ok(v["no_greenlet_growth"]) if greenlets else "not reported by the server"),
+            over_time("greenlets, worker, clients connected", "greenlets"),
+            before_after("greenlets, no client connected: before / after", "greenlets",
+                         ok(v["no_greenlet_growth"]) if greenlets else "not reported by the server"),
+            over_time("sessions listed", "sessions"),
             over_time("CPU, arbiter + worker (% of one core)", "cpu_pct"),
             ["process killed -> `ended` on the stream", f"p50 {secs(res['ended']['p50_s']['kill'])}",
              f"max {secs(max(kills) if kills else None)}", "", "<= 5 s", ok(v["ended_in_time"])],
             ["divergent states at the end", "", str(res["divergences"]), "", "0", ok(v["zero_divergence"])]]
+    if which == "plateau":  # the same measures from the end of the warm-up, the session count still rising
+        rows[2:2] = [over_time("RSS, arbiter + worker (MB), from the end of the warm-up", "rss_mb", gg=gw),
+                     over_time("RSS, worker (MB), from the end of the warm-up", "rss_worker_mb", gg=gw)]
     head = ["measure", "first 10 % / before", "last 10 % / after", "growth", "target", ""]
     source = f" Server: commit {res['commit']}." if res.get("commit") else ""
+    span = (f"the plateau of the session count (from {res['plateau_start_s'] / 60:.1f} min, the cleanup's "
+            f"first deletion, to the end of the load at {res['load_end_s'] / 60:.1f} min)" if which == "plateau"
+            else f"the load after {st['warmup_s']:g} s of warm-up")
+    deleted = res.get("check", {}).get("deleted_still_listed", [])
     lines = [
         "## Soak", "",
         f"`bench/soak.py`, {st['duration'] / 60:.0f} minutes on {res['when']}.{source} First / last 10 %: "
-        f"medians of the samples (every {st['sample_s']:g} s) in the first 10 % of the load after "
-        f"{st['warmup_s']:g} s of warm-up, and in its last 10 %. Before / after: with no stream client "
-        "connected, before the load and after it.", "",
+        f"medians of the samples (every {st['sample_s']:g} s) in the first 10 % and the last 10 % of {span}. "
+        "Before / after: with no stream client connected, before the load and after it (the greenlet count "
+        "taken fresh, /healthz?greenlets=1 counts at most every 10 s).", "",
         table(head, rows), "",
         f"- Workload: {st['sessions']} terminals running Claude Code 2.1.330 at a real pace; "
         f"{c['processes']} processes ({c['kills']} SIGKILLed, their registry files left behind; "
         f"{c['clean_exits']} clean exits), {c['new_sessions']} new and {c['resumed']} resumed sessions, "
         f"{c['turns']} turns, {res['writes']['flushes']} O_APPEND writes ({res['writes']['bytes'] / 1e6:.0f} MB), "
-        f"{c['waiting']} permission prompts; {res['sessions_end']} sessions listed at the end.",
+        f"{c['waiting']} permission prompts.",
+        f"- Cleanup period: {ses.get('transcripts_start')} main transcripts at the start, cap "
+        f"{ses.get('cap')} (+{st.get('cap_margin')}); at each process start the oldest ended sessions beyond it "
+        f"were deleted, {ses.get('deleted', 0)} in all ({ses.get('deleted_dirs', 0)} with a <session-id>/ "
+        f"folder), the first at {num((ses.get('first_deletion_s') or 0) / 60)} min. Sessions listed: "
+        f"{num(ses.get('listed_start'))} at the start, {num(ses.get('plateau_min'))}-{num(ses.get('plateau_max'))} "
+        f"over the plateau, {res['sessions_end']} at the end; {len(deleted)} deleted sessions still listed.",
         f"- Process gone -> `ended`: {len(kills)} kills (p50 {secs(res['ended']['p50_s']['kill'])}, "
         f"max {secs(max(kills) if kills else None)}, {len(late['kill'])} later than 20 s), "
         f"{len(exits)} clean exits (p50 {secs(res['ended']['p50_s']['exit'])}, "
@@ -738,6 +1019,9 @@ def markdown(res: dict) -> str:
         f"({res['check']['clients']['divergent'] + res['check']['observer']['divergent']} differ); /all "
         f"against a fresh scan of the directory, {res['check']['scan']['sessions']} sessions, every field "
         f"({res['check']['scan']['divergent']} differ).",
+        *([f"- Descriptor spikes: {fd_spike_summary(res)}"] if res.get("fd_spikes") else []),
+        *([f"- RSS steps: {rss_steps_summary(res['rss_steps'])}"] if res.get("rss_steps") else []),
+        *([f"- {res['note']}"] if res.get("note") else []),
         "", "![Server RSS over the soak](soak-rss.svg)", "",
         "![Open descriptors of the worker over the soak](soak-fds.svg)", "",
         "![Threads and greenlets of the worker over the soak](soak-tasks.svg)", ""]
@@ -758,9 +1042,16 @@ def update_results_md(section: str, path: Path = BENCH / "RESULTS.md") -> None:
 
 # ------------------------------------------------------------------ main
 
-def at_rest(sampler: Sampler) -> dict:
+def at_rest(sampler: Sampler, srv: Server, quiet_s: float = 3.0) -> dict:
+    """One sample with no stream client connected: once /healthz counts none (at most 30 s), quiet_s more
+    (our requests are closed), and at least GREENLET_EVERY_S after the last ?greenlets=1 (the server's
+    count is that old at most): a fresh count."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (srv.health() or {}).get("clients", 0) > 0:
+        time.sleep(0.5)
+    time.sleep(max(quiet_s, sampler.greenlets_asked + GREENLET_EVERY_S - time.monotonic()))
     x = sampler.sample()
-    return {k: x[k] for k in ("fds", "threads", "greenlets", "rss_mb", "clients")}
+    return {k: x[k] for k in ("fds", "threads", "greenlets", "rss_mb", "rss_worker_mb", "clients", "sessions")}
 
 
 def final_checks(soak: Soak, srv: Server, root: Path) -> dict:
@@ -771,8 +1062,11 @@ def final_checks(soak: Soak, srv: Server, root: Path) -> dict:
     all2 = srv.get_json("/api/claude-sessions/all")
     snap = WORK / "soak-all.json"
     snap.write_text(json.dumps(all1))
+    listed = {x["id"] for x in all1}
     return {"clients": soak.pool.ask(f"check {snap}")[0]["check"], "observer": soak.observer.compare(all1),
-            "scan": scan, "all_stable": all1 == all2, "sessions": len(all1)}
+            "scan": scan, "all_stable": all1 == all2, "sessions": len(all1),
+            "deleted_still_listed": sorted(sid for _, sid in soak.deleted if sid in listed),
+            "transcripts_on_disk": len(soak.main_transcripts())}
 
 
 def run_soak(s: dict, root: Path, manifest: dict, srv: Server) -> tuple[Soak, Sampler, SlowClient, dict]:
@@ -783,9 +1077,10 @@ def run_soak(s: dict, root: Path, manifest: dict, srv: Server) -> tuple[Soak, Sa
         srv.wait_ready(120)
         t0 = time.monotonic()
         sampler = Sampler(srv, s["sample_s"], t0)
-        time.sleep(3.0)  # as long as before the sample at rest after the load: our requests are closed
-        out["rest_before"] = at_rest(sampler)
+        out["rest_before"] = at_rest(sampler, srv)
         soak = Soak(s, root, srv, manifest)
+        soak.t0 = t0
+        soak.start_cleanup(s["cap_margin"])
         soak.pool = ChildPool(srv.port, s["clients"], track_state=True)
         soak.observer = LoadClient(port=srv.port, track_state=True).start_thread()
         soak.observer.add(1)
@@ -797,6 +1092,7 @@ def run_soak(s: dict, root: Path, manifest: dict, srv: Server) -> tuple[Soak, Sa
         out["load_start"] = time.monotonic() - t0
         soak.run(time.monotonic() + s["duration"])
         out["load_end"] = time.monotonic() - t0
+        sampler.stop()  # samples after the load are not used; the at-rest one below waits out its greenlet count
         print(f"soak: load stopped after {out['load_end']:.0f} s; settling", file=sys.stderr)
         slow.stop()
         soak.settle(s["settle_s"])
@@ -806,8 +1102,7 @@ def run_soak(s: dict, root: Path, manifest: dict, srv: Server) -> tuple[Soak, Sa
         soak.pool.close()
         soak.pool = None
         soak.observer.stop()
-        time.sleep(3.0)  # the server notices the clients left
-        out["rest_after"] = at_rest(sampler)
+        out["rest_after"] = at_rest(sampler, srv)
         return soak, sampler, slow, out
     finally:
         for x in (slow, sampler):
@@ -816,7 +1111,7 @@ def run_soak(s: dict, root: Path, manifest: dict, srv: Server) -> tuple[Soak, Sa
         if soak is not None:
             if soak.pool is not None:
                 soak.pool.close()
-            soak.cleanup()
+            soak.stop_processes()
 
 
 def build_results(s: dict, soak: Soak, sampler: Sampler, slow: SlowClient, run: dict, srv: Server) -> dict:
@@ -825,12 +1120,32 @@ def build_results(s: dict, soak: Soak, sampler: Sampler, slow: SlowClient, run: 
     for k, n in soak.observer.conns[0].counts.items():
         ev[k] = ev.get(k, 0) + n
     start = run["load_start"] + s["warmup_s"]
+    keys = ("rss_mb", "rss_worker_mb", "fds", "threads", "greenlets", "cpu_pct", "sessions")
+    # The plateau: from the first deletion by the cleanup (the cap reached), not before the warm-up's end.
+    first_delete = soak.deleted[0][0] - sampler.t0 if soak.deleted else None
+    plateau = None if first_delete is None else max(start, first_delete)
+    in_plateau = [x["sessions"] for x in samples if plateau is not None and plateau <= x["t"] <= run["load_end"]
+                  and x.get("sessions") is not None]
     res = {
-        "quick": s["quick"], "settings": s, "commit": commit(), "samples": samples,
+        "quick": s["quick"], "settings": s, "commit": s.get("commit") or commit(), "samples": samples,
         "when": time.strftime("%Y-%m-%d", time.gmtime()),
         "load_start_s": round(run["load_start"], 1), "load_end_s": round(run["load_end"], 1),
-        "growth": {k: growth(samples, k, start, run["load_end"])
-                   for k in ("rss_mb", "rss_worker_mb", "fds", "threads", "greenlets", "cpu_pct")},
+        "growth": {k: growth(samples, k, start, run["load_end"]) for k in keys},
+        "plateau_start_s": None if plateau is None else round(plateau, 1),
+        "growth_plateau": {k: growth(samples, k, plateau, run["load_end"]) if plateau is not None
+                           and run["load_end"] - plateau >= 0.3 * (run["load_end"] - start) else growth([], k, 0, 0)
+                           for k in keys},
+        "sessions": {"transcripts_start": soak.sessions_start, "cap": soak.cap,
+                     "listed_start": samples[0].get("sessions") if samples else None,
+                     "plateau_min": min(in_plateau, default=None), "plateau_max": max(in_plateau, default=None),
+                     "plateau_median": statistics.median(in_plateau) if in_plateau else None,
+                     "end": check["sessions"], "deleted": len(soak.deleted),
+                     "deleted_dirs": soak.counts["deleted_dirs"],
+                     "first_deletion_s": None if first_delete is None else round(first_delete, 1)},
+        "timeline": soak.timeline,
+        "rss_steps": rss_steps(samples, soak.timeline, plateau if plateau is not None else start, run["load_end"]),
+        "fd_spikes": {"samples": sampler.fd_spike_samples, "threshold": FD_SPIKE, "median_of": FD_MEDIAN_OF,
+                      "records": sampler.fd_spikes},
         "at_rest": {"before": run["rest_before"], "after": run["rest_after"]},
         "counts": soak.counts,
         "writes": {"flushes": sum(t.flushes for t in soak.transcripts),
@@ -847,7 +1162,8 @@ def build_results(s: dict, soak: Soak, sampler: Sampler, slow: SlowClient, run: 
         "server_end": run["server_end"],
         "check": check,
         "divergences": (check["clients"]["divergent"] + check["observer"]["divergent"]
-                        + check["scan"]["divergent"] + (not check["all_stable"])),
+                        + check["scan"]["divergent"] + (not check["all_stable"])
+                        + len(check["deleted_still_listed"])),
         "worker_pids": sorted({x["worker"] for x in samples if x["worker"]}),
         "log": {**log_problems(srv.log_tail(10_000_000)), "path": str(srv.log_path)},
     }
@@ -856,9 +1172,14 @@ def build_results(s: dict, soak: Soak, sampler: Sampler, slow: SlowClient, run: 
 
 
 def print_summary(res: dict) -> None:
-    g, check = res["growth"], res["check"]
-    print(table(["measure", "first 10 %", "last 10 %", "growth %", "max"],
-                [[k, g[k]["first"], g[k]["last"], g[k]["growth_pct"], g[k]["max"]] for k in g]))
+    check = res["check"]
+    for name, g in (("after warm-up", res["growth"]), ("plateau", res["growth_plateau"])):
+        print(name)
+        print(table(["measure", "first 10 %", "last 10 %", "growth %", "max"],
+                    [[k, g[k]["first"], g[k]["last"], g[k]["growth_pct"], g[k]["max"]] for k in g]))
+    print(f"sessions {res['sessions']} plateau from {res['plateau_start_s']} s")
+    fs = res["fd_spikes"]
+    print(f"fd spikes: {fs['samples']} samples" + (f"; {fd_spike_summary(res)}" if fs["samples"] else ""))
     print(f"at rest before {res['at_rest']['before']}\nat rest after  {res['at_rest']['after']}")
     print(f"divergences {res['divergences']} (clients {check['clients']['divergent']}/{check['clients']['checked']}, "
           f"observer {check['observer']['divergent']}, scan {check['scan']['divergent']}/{check['scan']['sessions']}, "
@@ -874,8 +1195,13 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, help="seconds of load (default 1800; quick 45)")
     ap.add_argument("--clients", type=int, help="stream clients (default 200; quick 20)")
     ap.add_argument("--sessions", type=int, help="terminals running Claude Code (default 20; quick 5)")
+    ap.add_argument("--cap-margin", type=int, help="main transcripts kept beyond the count at the start; the "
+                    "oldest ended sessions beyond it are deleted (default 10; quick 2)")
+    ap.add_argument("--commit", help="the commit measured, recorded in the results (for a tree without git, "
+                    "e.g. a `git archive` copy; else taken from git)")
     a = ap.parse_args(argv)
     s = full_settings(a)
+    s["commit"] = a.commit
     raise_nofile()
     root = WORK / "soak-claude"
     shutil.rmtree(root, ignore_errors=True)
