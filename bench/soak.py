@@ -909,19 +909,19 @@ def fd_spike_summary(res: dict) -> str:
         return (f"no sample had more than {fs['threshold']} descriptors above the running median of "
                 f"{fs['median_of']} samples.")
     recs = fs["records"]
-    kinds: dict[str, int] = {}
-    for r in recs:
-        for x in r["new"]:
-            k = " ".join(str(v) for v in (fd_kind(x["target"]), x.get("state"), x.get("peer_held_by")) if v)
-            kinds[k] = kinds.get(k, 0) + 1
-    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:4]
     when = sorted({round(r["t"] / 60, 1) for r in recs})
     peak = max(recs, key=lambda r: r["fds"] - r["median"]) if recs else None
+    kinds: dict[str, int] = {}
+    for x in peak["new"] if peak else ():  # a socket by its state and holder; anything else by its target
+        k = (f"socket {x.get('state')}, other end held by {x['peer_held_by']}" if "peer_held_by" in x
+             else f"`{x['target']}`" if fd_kind(x["target"]) == "file" else fd_kind(x["target"]))
+        kinds[k] = kinds.get(k, 0) + 1
+    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:4]
     return (f"{fs['samples']} samples had more than {fs['threshold']} above the running median"
             + (f" (at minutes {', '.join(f'{m:g}' for m in when[:12])}{' ...' if len(when) > 12 else ''}; "
-               f"peak {peak['fds']} against a median of {peak['median']:g})" if peak else "")
-            + "; the descriptors new at those samples: "
-            + ", ".join(f"{n} x {k}" for k, n in top) + ".")
+               f"peak {peak['fds']} against a median of {peak['median']:g}); the descriptors not there at the "
+               "last sample before, at the peak: " + ", ".join(f"{n} x {k}" for k, n in top) if peak else "")
+            + ".")
 
 
 def rss_steps_summary(st: dict) -> str:
@@ -930,9 +930,9 @@ def rss_steps_summary(st: dict) -> str:
         return f"no rise of {st['min_mb']:g} MB or more between two samples."
     reads = sum(any(e["what"] == "conversation" for e in x["events"]) for x in st["steps"])
     return (f"of the worker's {st['mb_total']:+.1f} MB over the window, {st['mb_in_steps']:.1f} MB came in "
-            f"{len(st['steps'])} rises of {st['min_mb']:g} MB or more between two samples (at minutes "
+            f"{len(st['steps'])} rise(s) of {st['min_mb']:g} MB or more between two samples (at minutes "
             + ", ".join(f"{x['t'] / 60:.1f} (+{x['mb']:.1f})" for x in st["steps"][:10])
-            + f"); {reads} of them with a conversation read in the interval, {st['with_largest_read']} with "
+            + f"); {reads} with a conversation read in the interval, {st['with_largest_read']} with "
             "a read of the largest transcript read so far.")
 
 
@@ -972,7 +972,8 @@ def markdown(res: dict) -> str:
             ["process killed -> `ended` on the stream", f"p50 {secs(res['ended']['p50_s']['kill'])}",
              f"max {secs(max(kills) if kills else None)}", "", "<= 5 s", ok(v["ended_in_time"])],
             ["divergent states at the end", "", str(res["divergences"]), "", "0", ok(v["zero_divergence"])]]
-    if which == "plateau":  # the same measures from the end of the warm-up, the session count still rising
+    if which == "plateau" and res["plateau_start_s"] - res["load_start_s"] - st["warmup_s"] > 2 * st["sample_s"]:
+        # the same measures from the end of the warm-up, the session count still rising
         rows[2:2] = [over_time("RSS, arbiter + worker (MB), from the end of the warm-up", "rss_mb", gg=gw),
                      over_time("RSS, worker (MB), from the end of the warm-up", "rss_worker_mb", gg=gw)]
     head = ["measure", "first 10 % / before", "last 10 % / after", "growth", "target", ""]
