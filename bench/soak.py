@@ -29,7 +29,7 @@ their running median by more than FD_SPIKE, what the new ones are (link targets;
 peer and the process of ours holding the other end) goes into the results.
 
 At the end the load stops and things settle; then every connected client's state must equal GET /all,
-and /all must equal a fresh scan of the directory (helm_monitor.claude.catalog.Catalog, in this process).
+and /all must equal a fresh scan of the directory (helm_monitor.sources.claude.catalog.Catalog, in this process).
 """
 
 from __future__ import annotations
@@ -767,7 +767,7 @@ def compare_scan(root: Path, all_sessions: list[dict]) -> dict:
     """GET /all against a fresh full scan of the directory in this process. Every field is compared:
     the live sessions are all 2.1.330 (status from the registry); the old versions' recent-write rule
     is on the files' times, long past at the end."""
-    from helm_monitor.claude.catalog import Catalog
+    from helm_monitor.sources.claude.catalog import Catalog
     cat = Catalog(root)
     cat.full_scan()
     fresh = {sid: canonical(s) for sid, s in cat.sessions().items()}

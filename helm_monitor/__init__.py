@@ -2,7 +2,7 @@
 
 Layers, in the direction data flows:
 
-- ``helm_monitor.claude``: the domain. Reads the files Claude Code writes into
+- ``helm_monitor.sources.claude``: the domain. Reads the files Claude Code writes into
   Session objects. Knows nothing of Flask, gevent or the network.
 - ``helm_monitor.live``: watcher, coalescer, store and broadcaster. Plain
   threading; under gunicorn's gevent worker the threads are greenlets.

@@ -16,11 +16,22 @@ LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="helm-monitor",
-        description="Watch Claude Code sessions live in a browser. Read-only: never writes into the "
-                    "Claude data directory. Every option also has an environment variable (shown in brackets).",
+        description="Watch coding agents' sessions (Claude Code, Codex, OpenCode, Gemini CLI) live in a browser. "
+                    "Read-only: never writes into an agent's data. Every option also has an environment variable "
+                    "(shown in brackets).",
     )
     p.add_argument("--claude-dir", type=Path, help="Claude data directory holding projects/ and sessions/ "
                    "[HELM_CLAUDE_DIR; default $CLAUDE_CONFIG_DIR or ~/.claude]")
+    p.add_argument("--sources", help="agents to read, comma-separated: claude-code, codex, opencode, gemini "
+                   "[HELM_SOURCES; default all: one that is not installed costs nothing]")
+    p.add_argument("--codex-dir", type=Path, help="Codex home holding sessions/ [HELM_CODEX_DIR; default "
+                   "$CODEX_HOME or ~/.codex]")
+    p.add_argument("--opencode-db", type=Path, help="OpenCode database, read-only [HELM_OPENCODE_DB; default "
+                   "$OPENCODE_DB or $XDG_DATA_HOME/opencode/opencode.db]")
+    p.add_argument("--gemini-dir", type=Path, help="Gemini CLI directory holding tmp/ [HELM_GEMINI_DIR; default "
+                   "$GEMINI_CLI_HOME/.gemini or ~/.gemini]")
+    p.add_argument("--host-name", help="this host's name on the dashboard and in session keys "
+                   "[HELM_HOST_NAME; default the machine's host name]")
     p.add_argument("--host", help="address to listen on [HOST; default 127.0.0.1]")
     p.add_argument("--port", type=int, help="port to listen on [PORT; default 5003]")
     p.add_argument("--debounce-ms", type=int, help="coalescing window per session in ms [HELM_DEBOUNCE_MS; default 500]")
@@ -52,7 +63,13 @@ def config_from_args(args: argparse.Namespace, environ=None) -> Config:
     cfg = Config.from_env(environ)
     if args.claude_dir is not None:
         cfg.claude_dir = args.claude_dir.expanduser()
-    for name in ("host", "port", "debounce_ms", "keepalive_s", "max_clients", "watcher", "log_level"):
+    if args.sources is not None:
+        from helm_monitor.config import parse_sources
+        cfg.sources = parse_sources(args.sources)
+    for name in ("codex_dir", "opencode_db", "gemini_dir"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name).expanduser())
+    for name in ("host", "port", "debounce_ms", "keepalive_s", "max_clients", "watcher", "log_level", "host_name"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 from pathlib import Path
+
+from helm_monitor import sources
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5003
@@ -26,10 +30,21 @@ class ConfigError(ValueError):
 
 def default_claude_dir(environ: dict[str, str] | None = None) -> Path:
     """`$CLAUDE_CONFIG_DIR` if set, else `~/.claude` (Claude Code's own rule)."""
-    env = os.environ if environ is None else environ
-    if env.get("CLAUDE_CONFIG_DIR"):
-        return Path(env["CLAUDE_CONFIG_DIR"]).expanduser()
-    return Path("~/.claude").expanduser()
+    return Path(sources.default_root("claude-code", environ))
+
+
+def default_host_name() -> str:
+    """The machine's host name, lower-cased, `[a-z0-9-]` only (SPEC 2)."""
+    return clean_host_name(socket.gethostname().split(".")[0]) or "localhost"
+
+
+def clean_host_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", name.strip().lower()).strip("-")[:63]
+
+
+# Per-source data directory overrides (SPEC 8): source -> (environment variable, option).
+SOURCE_DIR_ENV = {"claude-code": "HELM_CLAUDE_DIR", "codex": "HELM_CODEX_DIR", "opencode": "HELM_OPENCODE_DB",
+                  "gemini": "HELM_GEMINI_DIR"}
 
 
 def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
@@ -59,13 +74,48 @@ class Config:
     # Persistent per-file parse state, outside the Claude data directory; None disables it.
     cache_dir: Path | None = dataclasses.field(default_factory=default_cache_dir)
     log_level: str = "info"
+    # The agents read (SPEC 8); all of them by default: one whose data directory does not
+    # exist costs a stat every few seconds and shows up when it is created.
+    sources: list[str] = dataclasses.field(default_factory=lambda: list(sources.NAMES))
+    # Data directories (OpenCode: its database file) of the other agents; None: the agent's own rule.
+    codex_dir: Path | None = None
+    opencode_db: Path | None = None
+    gemini_dir: Path | None = None
+    host_name: str = dataclasses.field(default_factory=default_host_name)
+    # The environment the agents' own rules are read from (CODEX_HOME, XDG_DATA_HOME, ...).
+    environ: dict[str, str] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def source_options(self) -> dict[str, dict]:
+        """Each source read: the keyword arguments of ``helm_monitor.sources.build``."""
+        env = os.environ if self.environ is None else self.environ
+        out: dict[str, dict] = {}
+        for name in self.sources:
+            if name == "claude-code":
+                out[name] = {"root": str(self.claude_dir)}
+            elif name == "opencode" and self.opencode_db is not None:
+                db = self.opencode_db
+                out[name] = {"root": str(db.parent), "db_path": str(db)}
+            else:
+                override = {"codex": self.codex_dir, "gemini": self.gemini_dir}.get(name)
+                out[name] = {"root": str(override) if override is not None else sources.default_root(name, env)}
+        return out
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Config":
         env = os.environ if environ is None else environ
-        cfg = cls(claude_dir=default_claude_dir(env), cache_dir=default_cache_dir(env))
+        cfg = cls(claude_dir=default_claude_dir(env), cache_dir=default_cache_dir(env), environ=dict(env))
         if env.get("HELM_CLAUDE_DIR"):
             cfg.claude_dir = Path(env["HELM_CLAUDE_DIR"]).expanduser()
+        if env.get("HELM_CODEX_DIR"):
+            cfg.codex_dir = Path(env["HELM_CODEX_DIR"]).expanduser()
+        if env.get("HELM_OPENCODE_DB"):
+            cfg.opencode_db = Path(env["HELM_OPENCODE_DB"]).expanduser()
+        if env.get("HELM_GEMINI_DIR"):
+            cfg.gemini_dir = Path(env["HELM_GEMINI_DIR"]).expanduser()
+        if env.get("HELM_SOURCES"):
+            cfg.sources = parse_sources(env["HELM_SOURCES"])
+        if env.get("HELM_HOST_NAME"):
+            cfg.host_name = env["HELM_HOST_NAME"]
         if env.get("HOST"):
             cfg.host = env["HOST"]
         if env.get("PORT"):
@@ -114,7 +164,23 @@ class Config:
             raise ConfigError(f"watcher must be auto, inotify or polling, got {self.watcher!r}")
         if self.token is not None and not self.token.strip():
             raise ConfigError("the token is empty")
+        unknown = [s for s in self.sources if s not in sources.NAMES]
+        if unknown or not self.sources:
+            raise ConfigError(f"sources must be some of {', '.join(sources.NAMES)}, got {', '.join(self.sources) or 'none'}")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.host_name or ""):
+            raise ConfigError(f"host name must be 1-63 of a-z, 0-9 and '-', got {self.host_name!r}")
         return self
+
+
+def parse_sources(value: str) -> list[str]:
+    """``claude-code,codex``: the sources to read, in that order, each once (``claude`` means claude-code)."""
+    out = []
+    for name in value.split(","):
+        name = name.strip().lower()
+        name = "claude-code" if name == "claude" else name
+        if name and name not in out:
+            out.append(name)
+    return out
 
 
 def read_token_file(path: str) -> str:

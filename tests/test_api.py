@@ -15,7 +15,7 @@ from tests.support.server import HelmServer, free_port, wait_until
 
 SESSION_FIELDS = {"id", "source", "projectPath", "projectDir", "title", "firstPrompt", "lastPrompt", "messageCount",
                   "createdAt", "updatedAt", "gitBranch", "model", "tokens", "status", "pid", "subagentCount",
-                  "sizeBytes", "version"}
+                  "sizeBytes", "version", "key", "host", "cost", "stale"}
 
 
 def request(server, path, method="GET", headers=None):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from helm_monitor.claude.catalog import VANISHED_GRACE_S, Catalog, iso_from_epoch
-from helm_monitor.claude.transcript import TranscriptReader
+from helm_monitor.sources.claude.catalog import VANISHED_GRACE_S, Catalog, iso_from_epoch
+from helm_monitor.sources.claude.transcript import TranscriptReader
 from tests.support.claude import proc_start
 
 CWD = "/home/alice/code/webapp"
@@ -330,7 +330,7 @@ def test_records_with_wrong_field_types(claude, caplog):
 
 CHILD = textwrap.dedent("""
     import json, logging, sys
-    from helm_monitor.claude.catalog import Catalog
+    from helm_monitor.sources.claude.catalog import Catalog
     root, rounds, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     records = []
     class H(logging.Handler):

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from helm_monitor.claude.catalog import Catalog
+from helm_monitor.sources.claude.catalog import Catalog
 from helm_monitor.live.cache import StateCache
 
 

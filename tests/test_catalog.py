@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from helm_monitor.claude.catalog import RECENT_WRITE_S, Catalog
-from helm_monitor.claude.layout import Kind, Layout
+from helm_monitor.sources.claude.catalog import RECENT_WRITE_S, Catalog
+from helm_monitor.sources.claude.layout import Kind, Layout
 from tests.support.claude import append, proc_start
 
 # ----------------------------------------------------------------------------- file opens
@@ -346,7 +346,7 @@ def test_deleted_transcript_and_project_are_forgotten(claude):
 
 
 def test_a_registry_file_that_stays_malformed_is_not_read_forever(claude):
-    from helm_monitor.claude.catalog import REGISTRY_RETRIES, Catalog
+    from helm_monitor.sources.claude.catalog import REGISTRY_RETRIES, Catalog
     s = claude.session("/w/reg")
     s.prompt("x")
     path = claude.root / "sessions" / "4242.json"

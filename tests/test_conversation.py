@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from helm_monitor.claude.conversation import Conversation
+from helm_monitor.sources.claude.conversation import Conversation
 
 
 def texts(page):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from helm_monitor.claude.catalog import RECENT_WRITE_S, VANISHED_GRACE_S, Catalog
+from helm_monitor.sources.claude.catalog import RECENT_WRITE_S, VANISHED_GRACE_S, Catalog
 from tests.support.server import wait_until
 from tests.support.sse import SSEClient
 
@@ -267,7 +267,7 @@ def test_server_clock_stepped_back_ends_a_session_a_minute_after_its_write(claud
 
 EMFILE_CHILD = textwrap.dedent("""
     import json, logging, resource, sys
-    from helm_monitor.claude.catalog import Catalog
+    from helm_monitor.sources.claude.catalog import Catalog
     root, new_dir, new_path, old_path = sys.argv[1:5]
     # The log goes to stderr, open before the limit: "<level> <message>" per line.
     logging.basicConfig(level=logging.DEBUG, format="%(levelno)d %(message)s")
@@ -383,9 +383,9 @@ def test_open_file_limit_in_the_server_loses_nothing(claude, server_factory):
     with SSEClient(srv.url) as late:
         assert {s["id"] for s in late.next_event().sessions} == {old.id, new.id}
     assert not stream.all("session-deleted")
-    warned = log_lines(srv, "open-file limit", "helm_monitor.claude")
+    warned = log_lines(srv, "open-file limit", "helm_monitor.sources.claude")
     assert len(warned) == 1 and "LimitNOFILE" in warned[0], srv.log()
-    assert log_lines(srv, "reads work again", "helm_monitor.claude")
+    assert log_lines(srv, "reads work again", "helm_monitor.sources.claude")
 
 
 # ============================================================================ the cache directory
@@ -693,4 +693,4 @@ def test_projects_removed_for_good_is_deleted_after_the_grace_period(claude, ser
     assert deleted.received_at - removed >= VANISHED_GRACE_S - 1
     wait_until(lambda: counts(srv) == {}, 5, message="an empty list")
     assert {x["id"] for e in stream.all("session-deleted") for x in e.sessions} == {x.id for x in sessions}
-    assert log_lines(srv, "still gone", "helm_monitor.claude")
+    assert log_lines(srv, "still gone", "helm_monitor.sources.claude")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from helm_monitor.claude.catalog import Catalog
-from helm_monitor.claude.redact import MASK, redact
+from helm_monitor.sources.claude.catalog import Catalog
+from helm_monitor.sources.redact import MASK, redact
 
 # Fake credentials in the real shapes (none of them is, or was, a real key).
 ANTHROPIC = "sk-ant-api03-" + "Xq3vB7kP9mZ2wL5tR8yN1cF4hJ6dS0aG" * 3 + "-AbCdEfAA"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helm_monitor.claude.registry import (
+from helm_monitor.sources.claude.registry import (
     MAX_REGISTRY_BYTES, Incomplete, RegistryEntry, is_alive, process_start_time, read_entry,
 )
 from tests.support.claude import proc_start

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from helm_monitor.claude.catalog import Catalog
+from helm_monitor.sources.claude.catalog import Catalog
 
 # A clock far from the records' own timestamps (2026-11-23T20:0x, about 1795464500):
 # anything that judged "recently written" by record timestamps instead of file mtimes

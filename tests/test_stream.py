@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helm_monitor.claude.catalog import VANISHED_GRACE_S
+from helm_monitor.sources.claude.catalog import VANISHED_GRACE_S
 from tests.support.claude import ClaudeDir
 from tests.support.server import wait_until
 from tests.support.sse import SSEClient
@@ -73,7 +73,9 @@ def test_created_updated_deleted_each_within_a_second(claude, server_factory):
     os.unlink(s.path)
     ev = client.wait_for(lambda e: e.type == "session-deleted", 1.0)
     assert time.monotonic() - t0 < 1.0
-    assert ev.sessions == [{"id": s.id, "projectPath": "/home/alice/code/api", "projectDir": s.project_dir.name}]
+    host = server.get_json("/healthz")["host"]
+    assert ev.sessions == [{"key": f"{host}:claude-code:{s.id}", "id": s.id, "host": host, "source": "claude-code",
+                            "projectPath": "/home/alice/code/api", "projectDir": s.project_dir.name}]
     client.close()
 
 
@@ -386,6 +388,7 @@ import gevent.monkey
 gevent.monkey.patch_all()
 import os, sys, time, threading
 from helm_monitor.live.watcher import Watcher
+from helm_monitor.sources.claude import Catalog
 root = sys.argv[1]
 os.makedirs(os.path.join(root, "projects", "-p"), exist_ok=True)
 seen = []
@@ -394,7 +397,7 @@ def notify(path, is_dir):
     seen.append(path)
     if path.endswith("s.jsonl"):
         got.set()
-w = Watcher(root, notify)
+w = Watcher(Catalog(root).watches(), notify)
 w.start()
 assert w.mode == "inotify", w.mode
 with open(os.path.join(root, "projects", "-p", "s.jsonl"), "a") as f:

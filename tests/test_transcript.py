@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from helm_monitor.claude.transcript import TranscriptReader
+from helm_monitor.sources.claude.transcript import TranscriptReader
 
 
 def line(rec: dict) -> bytes:
@@ -381,7 +381,7 @@ def test_record_cut_mid_write_then_resumed_keeps_every_following_record(claude, 
 def test_long_skipped_record_cut_then_resumed_across_chunk_boundaries(claude, tmp_path, monkeypatch, chunk):
     """The cut record is long enough to be skipped while it streams in chunks; the
     glued record's first bytes can straddle two chunks."""
-    from helm_monitor.claude import transcript
+    from helm_monitor.sources.claude import transcript
     monkeypatch.setattr(transcript, "READ_CHUNK_BYTES", chunk)
     s = claude.session()
     gen = Realistic(s, random.Random(5))
@@ -418,7 +418,7 @@ def test_records_glued_without_their_newlines_are_all_read(claude, tmp_path):
 def test_nested_record_starts_in_a_whole_skipped_record_are_not_records(claude, caplog, monkeypatch):
     """A bookkeeping record that embeds objects shaped like records (a progress record
     carrying a message) is whole: nothing is counted from it, nothing is logged."""
-    from helm_monitor.claude import transcript
+    from helm_monitor.sources.claude import transcript
     s = claude.session()
     s.turn("first")
     inner = s.prompt_record("not a prompt of this session")

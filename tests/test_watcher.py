@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from helm_monitor.live.watcher import Watcher
+from helm_monitor.sources.claude import Catalog
 from tests.support.claude import ClaudeDir
 from tests.support.server import wait_until
 
@@ -36,7 +37,7 @@ def test_reads_make_no_events_and_writes_do(claude):
     s = claude.session("/w/reads")
     s.prompt("x")
     rec = Recorder()
-    w = Watcher(str(claude.root), rec)
+    w = Watcher(Catalog(claude.root).watches(), rec)
     w.start()
     try:
         assert w.mode == "inotify"
@@ -72,13 +73,14 @@ while True:
         break
     held.append(fd)
 from helm_monitor.live.watcher import Watcher
+from helm_monitor.sources.claude import Catalog
 root = sys.argv[1]
 os.makedirs(os.path.join(root, "projects", "-p"))
 got = threading.Event()
 def notify(path, is_dir):
     if path.endswith("s.jsonl"):
         got.set()
-w = Watcher(root, notify)
+w = Watcher(Catalog(root).watches(), notify)
 w.start()
 print("MODE", w.mode, "ERROR", w.error, "HELD", len(held))
 with open(os.path.join(root, "projects", "-p", "s.jsonl"), "a") as f:
@@ -99,7 +101,7 @@ w.stop()
 
 def test_projects_directory_replaced_is_watched_again(claude):
     rec = Recorder()
-    w = Watcher(str(claude.root), rec)
+    w = Watcher(Catalog(claude.root).watches(), rec)
     w.start()
     try:
         shutil.rmtree(claude.projects)
@@ -143,9 +145,9 @@ def wait(pred, timeout, what):
         time.sleep(0.05)
 
 write("-p", "s1", "before")
-svc = LiveService(claude_dir=root, debounce_s=0.1, cache_dir=None)
+svc = LiveService(claude_dir=root, host="h", debounce_s=0.1, cache_dir=None)
 svc.start()
-wait(lambda: svc.store.get("s1"), 5, "the first session")
+wait(lambda: svc.store.get("h:claude-code:s1"), 5, "the first session")
 print("START", svc.health()["watcher"]["mode"], flush=True)
 
 # Take every inotify watch this uid has left: many instances watching many files.
@@ -168,10 +170,10 @@ print("HELD", len(held), flush=True)
 
 # A new project directory now cannot be watched: its sessions must still show up.
 write("-q", "s2", "in a directory inotify could not watch")
-wait(lambda: svc.store.get("s2"), 10, "the session in the unwatched directory")
+wait(lambda: svc.store.get("h:claude-code:s2"), 10, "the session in the unwatched directory")
 time.sleep(0.3)  # the directory's own scan is over: only watching can see what follows
 write("-q", "s2", "polled")
-wait(lambda: svc.store.get("s2")["lastPrompt"] == "polled", 10, "an append while polling")
+wait(lambda: svc.store.get("h:claude-code:s2")["lastPrompt"] == "polled", 10, "an append while polling")
 h = svc.health()["watcher"]
 print("FALLBACK", h["mode"], h.get("inotifyExhausted"), h.get("fallbacks"), "|", h["error"], flush=True)
 
@@ -180,7 +182,7 @@ for fd in held:
 wait(lambda: svc.health()["watcher"]["mode"] == "inotify", 15, "the return to inotify")
 t0 = time.monotonic()
 write("-q", "s2", "after recovery")
-wait(lambda: svc.store.get("s2")["lastPrompt"] == "after recovery", 5, "an append after recovery")
+wait(lambda: svc.store.get("h:claude-code:s2")["lastPrompt"] == "after recovery", 5, "an append after recovery")
 h = svc.health()["watcher"]
 print("RECOVERED", h["mode"], h["inotifyExhausted"], h["error"], round(time.monotonic() - t0, 3), flush=True)
 svc.stop()

@@ -124,9 +124,12 @@ class Subscription:
 
 class Broadcaster:
     def __init__(self, *, queue_size: int = 256, max_clients: int = 1000, replay_size: int = 512,
-                 epoch: str | None = None):
+                 epoch: str | None = None, shares_cap_with: "Broadcaster | None" = None):
         self.queue_size = queue_size
         self.max_clients = max_clients
+        # Broadcasters of one app (every session; one source's) count their clients against one cap.
+        self._cap_group: list[Broadcaster] = shares_cap_with._cap_group if shares_cap_with else []
+        self._cap_group.append(self)
         self.epoch = epoch or format(int(time.time() * 1000), "x")
         self._lock = threading.Lock()
         self._subs: set[Subscription] = set()
@@ -179,7 +182,7 @@ class Broadcaster:
         with self._lock:
             if self._closing:
                 raise ShuttingDown()
-            if len(self._subs) >= self.max_clients:
+            if sum(b.clients for b in self._cap_group) >= self.max_clients:
                 raise TooManyClients(f"{self.max_clients} clients connected")
             sub = Subscription(self, self.queue_size, on_disconnect)
             self._subs.add(sub)

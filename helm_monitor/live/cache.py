@@ -1,9 +1,11 @@
-"""The saved parse state between restarts, kept outside the Claude data directory.
+"""The saved parse state between restarts, kept outside every agent's data directory.
 
 A restart over an unchanged history then reads nothing but directory
-listings. The file is versioned and written atomically; a stale entry is
-used only where its file still matches (see helm_monitor.claude.state), and
-a corrupt file, or one from another version, is ignored and replaced.
+listings. Each source's state is a file of its own (named by the source and
+its data directory), versioned and written atomically; a stale entry is used
+only where its file still matches (the source checks, e.g.
+helm_monitor.sources.claude.state), and a corrupt file, or one from another
+version, is ignored and replaced.
 
 A cache that cannot be written (read-only, full, deleted) costs only the next
 start's speed: the failure is logged once, not at every save, the last good
@@ -23,8 +25,7 @@ import time
 import orjson
 
 from helm_monitor import __version__
-from helm_monitor.claude import state
-from helm_monitor.claude.catalog import Catalog
+from helm_monitor.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +35,24 @@ LEFTOVER_AGE_S = 600.0
 
 
 class StateCache:
-    def __init__(self, cache_dir: str | os.PathLike, claude_root: str):
+    """One source's saved state."""
+
+    def __init__(self, cache_dir: str | os.PathLike, root: str, name: str = "claude-code"):
         cache_dir = os.path.realpath(os.fspath(cache_dir))
-        root = os.path.realpath(claude_root)
+        root = os.path.realpath(root)
         self.enabled = True
         if cache_dir == root or cache_dir.startswith(root + os.sep):
-            log.warning("cache directory %s is inside the Claude data directory; not caching (it is never written)",
-                        cache_dir)
+            log.warning("cache directory %s is inside the %s data directory; not caching it (it is never written)",
+                        cache_dir, name)
             self.enabled = False
         digest = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         self.dir = cache_dir
-        self.path = os.path.join(cache_dir, f"state-{digest}.json")
+        self.path = os.path.join(cache_dir, f"state-{name}-{digest}.json")
         # Temporary files of this cache only: another root's cache may share the directory.
-        self._tmp_prefix = f".state-{digest}-"
+        self._tmp_prefix = f".state-{name}-{digest}-"
         self._failing: str | None = None  # why the last save failed, once logged
 
-    def load_into(self, catalog: Catalog) -> int:
+    def load_into(self, catalog: Source) -> int:
         if not self.enabled:
             return 0
         try:
@@ -67,17 +70,20 @@ class StateCache:
             if not isinstance(doc, dict) or doc.get("helm") != __version__:
                 log.info("cache %s is from another version; reading everything", self.path)
                 return 0
-            restored = state.restore_state(catalog, doc.get("state"))
+            restored = catalog.restore_state(doc.get("state"))
         except (ValueError, TypeError) as exc:
             log.warning("cache %s is unusable (%s); reading everything", self.path, exc)
             return 0
         log.info("restored parse state of %d transcripts from %s", restored, self.path)
         return restored
 
-    def save(self, catalog: Catalog) -> bool:
+    def save(self, catalog: Source) -> bool:
         if not self.enabled:
             return False
-        doc = {"helm": __version__, "state": state.export_state(catalog)}
+        exported = catalog.export_state()
+        if exported is None:
+            return False
+        doc = {"helm": __version__, "state": exported}
         try:
             if not os.path.isdir(self.dir):
                 log.info("cache directory %s is missing; creating it", self.dir)
@@ -113,3 +119,23 @@ class StateCache:
             with contextlib.suppress(OSError):
                 if time.time() - os.stat(leftover).st_mtime > LEFTOVER_AGE_S:
                     os.unlink(leftover)
+
+
+class StateCaches:
+    """The saved state of every source of a :class:`~helm_monitor.live.sources.SourceSet`."""
+
+    def __init__(self, cache_dir: str | os.PathLike, sources):
+        self._caches = [(s, StateCache(cache_dir, s.root, s.name)) for s in sources.sources]
+
+    def load_into(self, _sources=None) -> int:
+        return sum(cache.load_into(source) for source, cache in self._caches)
+
+    def save(self, _sources=None) -> bool:
+        ok = True
+        for source, cache in self._caches:
+            try:
+                ok = cache.save(source) and ok
+            except Exception:  # one source's export bug must not stop the others' saves
+                log.exception("saving the parse state of %s failed", source.name)
+                ok = False
+        return ok

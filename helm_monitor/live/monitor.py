@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Callable
 
-from helm_monitor.claude.catalog import Catalog
+from helm_monitor.live.sources import SourceSet
 from helm_monitor.live.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class _Pending:
 
 
 class Monitor:
-    def __init__(self, catalog: Catalog, store: SessionStore, *, debounce_s: float = 0.5,
+    def __init__(self, catalog: SourceSet, store: SessionStore, *, debounce_s: float = 0.5,
                  settle_s: float = SETTLE_S, liveness_interval_s: float = LIVENESS_INTERVAL_S,
                  offload: Offload | None = None, on_structure_check: Callable[[], None] | None = None,
                  state_cache=None):
@@ -76,8 +76,8 @@ class Monitor:
         self._cond = threading.Condition(threading.Lock())
         self._pending: dict[str, _Pending] = {}
         self._last_run: dict[str, float] = {}
-        self._published_at: dict[str, float] = {}  # session id -> when its last update went out
-        self._held: dict[str, float] = {}  # session id -> when its held update is due
+        self._published_at: dict[str, float] = {}  # session key -> when its last update went out
+        self._held: dict[str, float] = {}  # session key -> when its held update is due
         self._refresh_waiters: list[tuple[threading.Event, list]] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -106,8 +106,8 @@ class Monitor:
     def _key(self, path: str, is_dir: bool | None) -> str:
         # Per session, whatever file changed (transcript, subagent, registry file):
         # the end of a turn touches several and must make one update.
-        session_id = self.catalog.session_for_path(path, is_dir)
-        return "session:" + session_id if session_id else path
+        key = self.catalog.session_for_path(path, is_dir)
+        return "session:" + key if key else path
 
     def refresh(self, timeout: float = 120.0) -> int:
         """Full rescan; every client receives ``refresh``. Returns the session count."""
@@ -260,7 +260,7 @@ class Monitor:
 
     def _expired_ids(self) -> set[str]:
         """Sessions shown busy by the recent-write rule: some of them just turned ended."""
-        return {s["id"] for s in self.store.snapshot() if s["status"] == "busy" and s["pid"] is None}
+        return {s["key"] for s in self.store.snapshot() if s["status"] == "busy" and s["pid"] is None}
 
     def _commit(self, ids: set[str], now: float) -> None:
         self._publish(self._offload(lambda: self._sessions_for(ids)), now)
@@ -279,7 +279,7 @@ class Monitor:
         out = self.store.apply(ready)
         for sessions in out.values():
             for s in sessions:
-                self._published_at[s["id"]] = now
+                self._published_at[s["key"]] = now
         if len(self._published_at) > 4096:
             horizon = now - self.debounce_s
             self._published_at = {k: t for k, t in self._published_at.items() if t >= horizon}

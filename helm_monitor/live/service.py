@@ -1,4 +1,4 @@
-"""The live pipeline assembled: files -> catalog -> monitor -> store -> broadcaster.
+"""The live pipeline assembled: files -> sources -> monitor -> store -> broadcasters.
 
 One instance per worker process. Created inert (no threads, no file access)
 so that an app can be built at import time; :meth:`start` runs after
@@ -12,24 +12,39 @@ import os
 import threading
 import time
 
-from helm_monitor.claude.catalog import Catalog
-from helm_monitor.claude.conversation import Conversations
+from helm_monitor import sources as agent_sources
+from helm_monitor.config import default_host_name
 from helm_monitor.live.broadcaster import Broadcaster
-from helm_monitor.live.cache import StateCache
+from helm_monitor.live.cache import StateCaches
 from helm_monitor.live.monitor import Monitor, Offload
+from helm_monitor.live.sources import SourceSet
 from helm_monitor.live.store import SessionStore
 from helm_monitor.live.watcher import Watcher
+
+CLAUDE = "claude-code"
 
 log = logging.getLogger(__name__)
 
 
 class LiveService:
-    def __init__(self, *, claude_dir: str | os.PathLike, debounce_s: float = 0.5, max_clients: int = 1000,
+    def __init__(self, *, claude_dir: str | os.PathLike | None = None, sources: dict[str, dict] | None = None,
+                 host: str | None = None, debounce_s: float = 0.5, max_clients: int = 1000,
                  client_queue: int = 256, watcher_mode: str = "auto", cache_dir: str | os.PathLike | None = None):
-        self.claude_dir = os.path.abspath(os.fspath(claude_dir))
-        self.catalog = Catalog(self.claude_dir)
+        """``sources``: source name -> its options (``root`` and any of its own), as
+        ``Config.source_options()`` gives; default: Claude Code over ``claude_dir`` alone."""
+        if sources is None:
+            sources = {CLAUDE: {"root": os.fspath(claude_dir)}}
+        self.source_options = sources
+        self.claude_dir = os.path.abspath(sources[CLAUDE]["root"]) if CLAUDE in sources else None
+        self.host = host or default_host_name()
+        self.catalog = SourceSet([agent_sources.build(name, os.path.abspath(opts["root"]),
+                                                      **{k: v for k, v in opts.items() if k != "root"})
+                                  for name, opts in sources.items()], self.host)
         self.broadcaster = Broadcaster(queue_size=client_queue, max_clients=max_clients)
-        self.store = SessionStore(self.broadcaster)
+        # /api/claude-sessions/stream: Claude Code sessions only, with ids of its own (SPEC 3).
+        claude_only = Broadcaster(queue_size=client_queue, max_clients=max_clients, shares_cap_with=self.broadcaster,
+                                  epoch=self.broadcaster.epoch + "c")
+        self.store = SessionStore(self.broadcaster, {CLAUDE: claude_only})
         self.watcher_mode = watcher_mode
         self.debounce_s = debounce_s
         self.cache_dir = cache_dir
@@ -39,7 +54,6 @@ class LiveService:
         self.request_offload: Offload = lambda fn: fn()  # requests' file reading (conversations)
         self.started_at: float | None = None
         self._start_lock = threading.Lock()
-        self._conversations = Conversations(16)
 
     @property
     def started(self) -> bool:
@@ -54,21 +68,23 @@ class LiveService:
             if request_offload is not None:
                 self.request_offload = request_offload
             self.started_at = time.monotonic()
-            cache = StateCache(self.cache_dir, self.claude_dir) if self.cache_dir else None
+            cache = StateCaches(self.cache_dir, self.catalog) if self.cache_dir else None
             monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
                               state_cache=cache)
-            watcher = Watcher(self.claude_dir, monitor.notify, mode=self.watcher_mode, offload=self.request_offload)
+            watcher = Watcher(self.catalog.watches(), monitor.notify, mode=self.watcher_mode,
+                              offload=self.request_offload)
             monitor._on_structure_check = watcher.ensure_watches
             self.monitor, self.watcher = monitor, watcher
-            if not os.path.isdir(self.claude_dir):
-                log.warning("Claude data directory %s does not exist yet; watching for it", self.claude_dir)
+            for source in self.catalog.sources:
+                if not os.path.exists(source.root):
+                    log.info("%s: %s does not exist (yet); watching for it", source.name, source.root)
             try:
                 watcher.start()
             except Exception as exc:
                 log.error("file watching could not start: %s", exc)
                 watcher.error = str(exc)
             monitor.start()
-            log.info("watching %s (%s)", self.claude_dir, watcher.mode)
+            log.info("watching %s (%s)", ", ".join(f"{s.name} {s.root}" for s in self.catalog.sources), watcher.mode)
             self._check_fd_limit()
 
     def _check_fd_limit(self) -> None:
@@ -91,21 +107,27 @@ class LiveService:
             self.monitor.stop()
 
     def close_streams(self) -> int:
-        return self.broadcaster.close_all("shutdown")
+        return sum(b.close_all("shutdown") for b in self.channels)
 
     def wait_ready(self, timeout: float) -> bool:
         return self.monitor is not None and self.monitor.ready.wait(timeout)
 
-    def transcript_path(self, session_id: str) -> str | None:
-        if self.store.get(session_id) is None:
-            return None
-        return self.catalog.layout.transcript_path(self.store.get(session_id)["projectDir"], session_id)
+    @property
+    def channels(self) -> list[Broadcaster]:
+        """Every broadcaster: all sessions' first, then each source's own."""
+        return [self.broadcaster, *self.store.by_source.values()]
 
-    def conversation(self, session_id: str, offset: int, limit: int) -> dict | None:
-        path = self.transcript_path(session_id)
-        if path is None:
+    @property
+    def clients(self) -> int:
+        return sum(b.clients for b in self.channels)
+
+    def conversation(self, key: str, offset: int, limit: int) -> dict | None:
+        """A page of a listed session's conversation, or None."""
+        if self.store.get(key) is None:
             return None
-        conv = self._conversations.get(path)
+        conv = self.catalog.conversation(key)
+        if conv is None:
+            return None
         try:
             # The lock is taken here, in the request's greenlet, not in the pool's thread.
             with conv.lock:
@@ -120,7 +142,10 @@ class LiveService:
             "status": "ok" if (monitor is None or monitor.alive) else "degraded",
             "pid": os.getpid(),
             "claudeDir": self.claude_dir,
-            "projectsDir": os.path.isdir(self.catalog.layout.projects),
+            "projectsDir": self.claude_dir is not None and os.path.isdir(os.path.join(self.claude_dir, "projects")),
+            "host": self.host,
+            "sources": [{"source": s.name, "root": s.root, "present": os.path.exists(s.root)}
+                        for s in self.catalog.sources],
             "scan": "not-started" if monitor is None else ("complete" if monitor.ready.is_set() else "scanning"),
             "watcher": {
                 "mode": watcher.mode if watcher else "stopped",
@@ -130,7 +155,7 @@ class LiveService:
                 "inotifyExhausted": watcher.exhausted if watcher else False,
                 "fallbacks": watcher.fallbacks if watcher else 0,
             },
-            "clients": self.broadcaster.clients,
+            "clients": self.clients,
             "sessions": len(self.store),
             "secondsSinceLastEvent": None if last is None else round(time.monotonic() - last, 3),
             "uptimeSeconds": None if self.started_at is None else round(time.monotonic() - self.started_at, 3),

@@ -1,9 +1,14 @@
 """The current sessions, and the events that describe how they change.
 
-The pump hands the store fresh Session dicts for the ids that the domain said
-changed; the store keeps what is really different and publishes one event per
-kind of change with only those sessions. Readers (REST, stream snapshots) get
-copies under a lock.
+The pump hands the store fresh Session dicts for the keys that the sources
+said changed; the store keeps what is really different and publishes one
+event per kind of change with only those sessions. Readers (REST, stream
+snapshots) get copies under a lock.
+
+Events go to channels: every session to the main broadcaster
+(``/api/sessions/stream``), and each source's sessions to that source's own
+broadcaster where one is kept (``/api/claude-sessions/stream`` carries Claude
+Code sessions only, SPEC 3).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from helm_monitor.live.broadcaster import Broadcaster, payload
 SNAPSHOT_REUSE_S = 1.0
 
 STATUSES = ("busy", "waiting", "idle", "ended")
+# What a session-deleted event says of the session that went (SPEC 4 v2).
+_DELETED_FIELDS = ("key", "id", "host", "source", "projectPath", "projectDir")
 
 
 def newest_first(sessions) -> list[dict]:
@@ -27,34 +34,47 @@ def newest_first(sessions) -> list[dict]:
 
 
 class SessionStore:
-    def __init__(self, broadcaster: Broadcaster):
+    def __init__(self, broadcaster: Broadcaster, by_source: dict[str, Broadcaster] | None = None):
         self.broadcaster = broadcaster
-        self._sessions: dict[str, dict] = {}
+        self.by_source = dict(by_source or {})  # source name -> the broadcaster of its sessions only
+        self._sessions: dict[str, dict] = {}  # key -> Session
         self._lock = threading.Lock()
         self._version = 0
-        self._payloads: dict[str, tuple[int, float, bytes]] = {}
+        self._payloads: dict[tuple[str, str | None], tuple[int, float, bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def snapshot(self) -> list[dict]:
+    def channel(self, source: str | None) -> Broadcaster:
+        """The broadcaster of one source's sessions, or of every session (None)."""
+        return self.broadcaster if source is None else self.by_source[source]
+
+    def snapshot(self, source: str | None = None) -> list[dict]:
         with self._lock:
             values = list(self._sessions.values())
+        if source is not None:
+            values = [s for s in values if s["source"] == source]
         return newest_first(values)
 
-    def snapshot_payload(self, event_type: str) -> bytes:
-        """The SSE data of an ``init`` or ``refresh`` carrying every session."""
+    def snapshot_payload(self, event_type: str, source: str | None = None) -> bytes:
+        """The SSE data of an ``init`` or ``refresh`` carrying every session (of ``source``)."""
         now = time.monotonic()
-        cached = self._payloads.get(event_type)
+        cached = self._payloads.get((event_type, source))
         if cached is not None and cached[0] == self._version and now - cached[1] < SNAPSHOT_REUSE_S:
             return cached[2]
         version = self._version
-        data = payload(event_type, self.snapshot())
-        self._payloads[event_type] = (version, now, data)
+        data = payload(event_type, self.snapshot(source))
+        self._payloads[(event_type, source)] = (version, now, data)
         return data
 
-    def get(self, session_id: str) -> dict | None:
-        return self._sessions.get(session_id)
+    def get(self, key: str) -> dict | None:
+        return self._sessions.get(key)
+
+    def find(self, source: str, session_id: str) -> dict | None:
+        """A session by its agent's own id; of several hosts' (same id), the most recently updated."""
+        with self._lock:
+            found = [s for s in self._sessions.values() if s["id"] == session_id and s["source"] == source]
+        return max(found, key=lambda s: s.get("updatedAt") or "") if found else None
 
     def counts_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
@@ -63,21 +83,28 @@ class SessionStore:
                 counts[s["status"]] = counts.get(s["status"], 0) + 1
         return counts
 
+    def counts_by_source(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for s in self._sessions.values():
+                counts[s["source"]] = counts.get(s["source"], 0) + 1
+        return counts
+
     def apply(self, changes: dict[str, dict | None]) -> dict[str, list[dict]]:
         """Record new versions (None: gone) and publish what really changed."""
         created, updated, deleted = [], [], []
         with self._lock:
-            for sid, new in changes.items():
-                old = self._sessions.get(sid)
+            for key, new in changes.items():
+                old = self._sessions.get(key)
                 if new is None:
                     if old is not None:
-                        del self._sessions[sid]
-                        deleted.append({"id": sid, "projectPath": old["projectPath"], "projectDir": old["projectDir"]})
+                        del self._sessions[key]
+                        deleted.append({name: old.get(name) for name in _DELETED_FIELDS})
                 elif old is None:
-                    self._sessions[sid] = new
+                    self._sessions[key] = new
                     created.append(new)
                 elif old != new:
-                    self._sessions[sid] = new
+                    self._sessions[key] = new
                     updated.append(new)
             if created or updated or deleted:
                 self._version += 1
@@ -86,6 +113,10 @@ class SessionStore:
         for kind, sessions in out.items():
             if sessions:
                 self.broadcaster.publish(kind, sessions)
+                for source, channel in self.by_source.items():
+                    mine = [s for s in sessions if s["source"] == source]
+                    if mine:
+                        channel.publish(kind, mine)
         return out
 
     def replace_all(self, sessions: dict[str, dict]) -> int:
@@ -93,6 +124,8 @@ class SessionStore:
         with self._lock:
             self._sessions = dict(sessions)
             self._version += 1
-            values = list(self._sessions.values())
-        self.broadcaster.publish("refresh", newest_first(values))
+            values = newest_first(self._sessions.values())
+        self.broadcaster.publish("refresh", values)
+        for source, channel in self.by_source.items():
+            channel.publish("refresh", [s for s in values if s["source"] == source])
         return len(values)

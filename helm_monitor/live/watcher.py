@@ -1,8 +1,10 @@
-"""A watchdog observer on the Claude data directory, filtered to what matters.
+"""A watchdog observer on the directories the sources name, filtered to what matters.
 
-Three watches: the data directory itself (not recursive: ``projects/`` and
-``sessions/`` appearing or vanishing), ``projects/`` (recursive) and
-``sessions/`` (not recursive). Only create / modify / delete / move events are
+Each source names its watches (for Claude Code: the data directory itself, not
+recursive, for ``projects/`` and ``sessions/`` appearing or vanishing;
+``projects/``, recursive; ``sessions/``, not recursive). A watched directory
+that does not exist yet is watched once it appears: its parent's watch (or
+the periodic check) notices. Only create / modify / delete / move events are
 asked for at ``schedule()``: reads (``opened``, ``closed_no_write``) would make
 every read of a transcript an event, and directory-modified events (one per
 write to a file in it) would defeat coalescing.
@@ -38,6 +40,8 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingEmitter
+
+from helm_monitor.sources.base import Watch
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +120,15 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    def __init__(self, root: str, notify: Notify, *, mode: str = "auto",
+    def __init__(self, watches: list[Watch], notify: Notify, *, mode: str = "auto",
                  offload: Callable[[Callable], object] | None = None):
-        self.root = os.path.abspath(root)
-        self.projects = os.path.join(self.root, "projects")
-        self.registry = os.path.join(self.root, "sessions")
+        # Sources name the same directory once each at most; a directory named twice is watched
+        # once, recursively if either asks so.
+        wanted: dict[str, bool] = {}
+        for w in watches:
+            path = os.path.abspath(w.path)
+            wanted[path] = wanted.get(path, False) or w.recursive
+        self._wanted = list(wanted.items())
         self._notify = notify
         self._offload = offload or (lambda fn: fn())
         self.requested_mode = mode
@@ -129,7 +137,8 @@ class Watcher:
         self._observer = None
         self._watches: dict[str, tuple] = {}  # path -> (watch, inode)
         self._lock = threading.RLock()
-        self._handler = _Handler(notify, self.ensure_watches, {self.root, self.projects, self.registry})
+        # A watched directory appearing, vanishing or being replaced changes what is watched.
+        self._handler = _Handler(notify, self.ensure_watches, set(wanted))
         # Polling because inotify ran out (not because it was asked for, or is missing):
         # inotify is tried again from time to time.
         self.exhausted = False
@@ -220,7 +229,7 @@ class Watcher:
         """Watch what exists now; drop watches whose directory went or was replaced.
 
         Called at start, when a top-level directory appears or vanishes, and
-        periodically (cheap: three stats) to catch ``~/.claude`` itself appearing;
+        periodically (cheap: a stat per watch) to catch a data directory itself appearing;
         while polling because watches ran out, it also tries inotify again.
         """
         with self._lock:
@@ -229,7 +238,7 @@ class Watcher:
             if self.exhausted and time.monotonic() >= self._next_recovery:
                 self._try_inotify()
                 return
-            for path, recursive in ((self.root, False), (self.projects, True), (self.registry, False)):
+            for path, recursive in self._wanted:
                 try:
                     inode = os.stat(path).st_ino if os.path.isdir(path) else None
                 except OSError:
@@ -275,7 +284,7 @@ class Watcher:
             return
         watches = {}
         try:
-            for path, recursive in ((self.root, False), (self.projects, True), (self.registry, False)):
+            for path, recursive in self._wanted:
                 if os.path.isdir(path):
                     inode = os.stat(path).st_ino
                     watches[path] = (observer.schedule(self._handler, path, recursive=recursive,

@@ -1,20 +1,31 @@
-"""REST: the same data as the stream, for scripts and as the page's fallback."""
+"""REST: the same data as the stream, for scripts and as the page's fallback.
+
+``/api/sessions/*`` answers for every source, naming a session by its
+``key``; ``/api/claude-sessions/*`` keeps its exact first-version behaviour
+for Claude Code sessions, named by their own id (SPEC 3).
+"""
 
 from __future__ import annotations
+
+import re
 
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from helm_monitor.claude.layout import is_valid_session_id
+from helm_monitor.sources.claude.layout import is_valid_session_id
 from helm_monitor.web.errors import json_error
 from helm_monitor.web.state import service_of
 
-bp = Blueprint("api", __name__, url_prefix="/api/claude-sessions")
+bp = Blueprint("api", __name__, url_prefix="/api/sessions")
+claude_bp = Blueprint("claude_api", __name__, url_prefix="/api/claude-sessions")
 
+CLAUDE = "claude-code"
 # How long /all waits for the first scan of a big history before answering with what it has.
 READY_WAIT_S = 60.0
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
+# <host>:<source>:<id>, each part of the characters hosts, sources and agents' ids use.
+_KEY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}:[a-z0-9-]{1,32}:[A-Za-z0-9_.-]{1,128}")
 
 
 def json_response(value, status: int = 200) -> Response:
@@ -23,24 +34,47 @@ def json_response(value, status: int = 200) -> Response:
 
 @bp.get("/all")
 def all_sessions():
-    """Every session, newest activity first."""
+    """Every session of every source, newest activity first."""
     svc = service_of(current_app)
     svc.wait_ready(READY_WAIT_S)
     return json_response(svc.store.snapshot())
 
 
+@claude_bp.get("/all")
+def all_claude_sessions():
+    """Every Claude Code session, newest activity first."""
+    svc = service_of(current_app)
+    svc.wait_ready(READY_WAIT_S)
+    return json_response(svc.store.snapshot(CLAUDE))
+
+
 @bp.post("/refresh")
+@claude_bp.post("/refresh")
 def refresh():
     """Rescan everything; connected clients receive a refresh event."""
     count = service_of(current_app).monitor.refresh()
+    if request.blueprint == claude_bp.name:
+        count = len(service_of(current_app).store.snapshot(CLAUDE))
     return json_response({"sessions": count})
 
 
-@bp.get("/<session_id>")
-def session_detail(session_id: str):
-    """One session and a page of its conversation."""
+@bp.get("/<key>")
+def session_detail(key: str):
+    """One session (by key) and a page of its conversation."""
+    if not _KEY_RE.fullmatch(key):
+        return json_error(400, "malformed session key")
+    return _detail(lambda svc: svc.store.get(key))
+
+
+@claude_bp.get("/<session_id>")
+def claude_session_detail(session_id: str):
+    """One Claude Code session (by its own id) and a page of its conversation."""
     if not is_valid_session_id(session_id):
         return json_error(400, "malformed session id")
+    return _detail(lambda svc: svc.store.find(CLAUDE, session_id))
+
+
+def _detail(lookup):
     try:
         offset = int(request.args.get("offset", 0))
         limit = int(request.args.get("limit", DEFAULT_LIMIT))
@@ -50,10 +84,10 @@ def session_detail(session_id: str):
         return json_error(400, f"offset must be >= 0 and limit 1-{MAX_LIMIT}")
     svc = service_of(current_app)
     svc.wait_ready(READY_WAIT_S)
-    session = svc.store.get(session_id)
+    session = lookup(svc)
     if session is None:
         return json_error(404, "no such session")
-    page = svc.conversation(session_id, offset, limit)
+    page = svc.conversation(session["key"], offset, limit)
     if page is None:
         return json_error(404, "no such session")
     return json_response({"session": session, **page})

@@ -31,7 +31,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     app.extensions["helm"] = LiveService(
-        claude_dir=config.claude_dir, debounce_s=config.debounce_ms / 1000.0, max_clients=config.max_clients,
+        sources=config.source_options(), host=config.host_name, debounce_s=config.debounce_ms / 1000.0,
+        max_clients=config.max_clients,
         client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir)
 
     from helm_monitor.web import api, errors, ops, page, security, stream
@@ -40,6 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["helm_metrics"] = ops.Metrics(app)
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api.claude_bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(ops.bp)
 

@@ -65,20 +65,24 @@ class _LiveCollector:
     def collect(self):
         svc = service_of(self.app)
         b = svc.broadcaster
-        yield GaugeMetricFamily("helm_stream_clients", "Connected event-stream clients", value=b.clients)
+        yield GaugeMetricFamily("helm_stream_clients", "Connected event-stream clients", value=svc.clients)
         published = CounterMetricFamily("helm_events_published", "Events published to the broadcaster", labels=["type"])
         for kind, n in sorted(b.published.items()):
             published.add_metric([kind], n)
         yield published
         yield CounterMetricFamily("helm_stream_overflows", "Clients that fell behind and were sent a refresh",
-                                  value=b.overflows)
+                                  value=sum(c.overflows for c in svc.channels))
         yield CounterMetricFamily("helm_stream_slow_disconnects", "Clients disconnected for not keeping up",
-                                  value=b.slow_disconnects)
+                                  value=sum(c.slow_disconnects for c in svc.channels))
         sessions = GaugeMetricFamily("helm_sessions", "Sessions by status", labels=["status"])
         for status, n in svc.store.counts_by_status().items():
             if status in STATUSES:
                 sessions.add_metric([status], n)
         yield sessions
+        by_source = GaugeMetricFamily("helm_sessions_by_source", "Sessions by agent", labels=["source"])
+        for source, n in svc.store.counts_by_source().items():
+            by_source.add_metric([source], n)
+        yield by_source
         monitor = svc.monitor
         lag = monitor.last_lag_s if monitor and monitor.last_lag_s is not None else 0.0
         yield GaugeMetricFamily("helm_watcher_lag_seconds",

@@ -1,4 +1,5 @@
-"""GET /api/claude-sessions/stream: the event stream of SPEC section 4."""
+"""The event stream of SPEC section 4: ``/api/sessions/stream`` (every source) and
+``/api/claude-sessions/stream`` (Claude Code sessions only, as in the first version)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,19 @@ RETRY_MS = 3000
 SHUTDOWN_RETRY_MS = 250
 
 
-@bp.get("/api/claude-sessions/stream")
+@bp.get("/api/sessions/stream")
 def stream():
-    """Stream session changes: init (or a replay), then deltas and keepalives, never ending on its own."""
+    """Stream every session's changes: init (or a replay), then deltas and keepalives, never ending on its own."""
+    return _stream(None)
+
+
+@bp.get("/api/claude-sessions/stream")
+def claude_stream():
+    """Stream Claude Code sessions' changes."""
+    return _stream("claude-code")
+
+
+def _stream(source: str | None):
     if request.method == "HEAD":
         # Headers only: no subscription (a HEAD body is never iterated, so it could never end one).
         return _stream_response(b"")
@@ -29,7 +40,8 @@ def stream():
     metrics = current_app.extensions["helm_metrics"]
     conn = Connection(request.environ)
     try:
-        sub, replay, seq = svc.broadcaster.subscribe(last_event_id=request.headers.get("Last-Event-ID"),
+        broadcaster = svc.store.channel(source)
+        sub, replay, seq = broadcaster.subscribe(last_event_id=request.headers.get("Last-Event-ID"),
                                                      on_disconnect=conn.close)
     except TooManyClients:
         return json_error(503, "too many stream clients; try again later", headers={"Retry-After": "5"})
@@ -37,9 +49,8 @@ def stream():
         response = _stream_response(f"retry: {SHUTDOWN_RETRY_MS}\n\n".encode())
         response.call_on_close(conn.close)
         return response
-    broadcaster = svc.broadcaster
     if replay is None:
-        first = sse_frame(broadcaster.event_id(seq), "init", svc.store.snapshot_payload("init"))
+        first = sse_frame(broadcaster.event_id(seq), "init", svc.store.snapshot_payload("init", source))
         metrics.sent("init")
     else:
         first = b"".join(e.frame for e in replay)
@@ -57,7 +68,7 @@ def stream():
                     yield sse_frame(broadcaster.event_id(), "keepalive", payload("keepalive", []))
                 elif item is REFRESH:
                     metrics.sent("refresh")
-                    yield sse_frame(broadcaster.event_id(), "refresh", svc.store.snapshot_payload("refresh"))
+                    yield sse_frame(broadcaster.event_id(), "refresh", svc.store.snapshot_payload("refresh", source))
                 elif item is CLOSED:
                     return
                 else:

@@ -2,6 +2,7 @@
 phone width, dark mode, notifications."""
 
 import pytest
+from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import expect
 
 from tests.browser.helpers import dashboard_url, field, row
@@ -98,13 +99,13 @@ def test_keyboard_only(page, server, three):
     page.keyboard.press("ArrowDown")
     second = page.locator("[data-session-id] a").nth(1)
     expect(second).to_be_focused()
-    second_id = page.locator("[data-session-id]").nth(1).get_attribute("data-session-id")
+    second_key = page.locator("[data-session-id]").nth(1).get_attribute("data-session-key")
 
     page.keyboard.press("Enter")
     expect(page.locator("#detail")).to_be_visible()
     expect(page.locator("#messages .msg").first).to_be_visible()
     expect(page.locator("#conversation")).to_be_focused()
-    assert f"session={second_id}" in page.url
+    assert parse_qs(urlsplit(page.url).query)["session"] == [second_key]
 
     page.keyboard.press("Escape")
     expect(page.locator("#detail")).to_be_hidden()

@@ -69,6 +69,12 @@ class HelmServer:
         env = dict(os.environ)
         env.setdefault("HELM_CACHE_DIR", "")  # no persistent cache unless a test asks for one
         env.pop("HELM_TOKEN", None)
+        # Every source is read, but never this machine's own agents' data: the others' directories
+        # are absent unless a test gives them.
+        absent = self.claude_dir.parent / "absent"
+        env.setdefault("HELM_CODEX_DIR", str(absent / "codex"))
+        env.setdefault("HELM_OPENCODE_DB", str(absent / "opencode" / "opencode.db"))
+        env.setdefault("HELM_GEMINI_DIR", str(absent / "gemini"))
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")

@@ -29,8 +29,8 @@ import orjson
 from collections import OrderedDict
 from hashlib import blake2b
 
-from helm_monitor.claude import records as R
-from helm_monitor.claude.redact import redact, redact_head
+from helm_monitor.sources.claude import records as R
+from helm_monitor.sources.redact import redact, redact_head
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from collections import OrderedDict
 
 import orjson
 
-from helm_monitor.claude import records as R
-from helm_monitor.claude.redact import redact_clipped
-from helm_monitor.claude.transcript import READ_CHUNK_BYTES, TranscriptReader
+from helm_monitor.sources.claude import records as R
+from helm_monitor.sources.redact import redact_clipped
+from helm_monitor.sources.claude.transcript import READ_CHUNK_BYTES, TranscriptReader
 
 MAX_LIMIT = 500
 TEXT_MAX = 20_000

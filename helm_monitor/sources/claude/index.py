@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from helm_monitor.claude.redact import redact
+from helm_monitor.sources.redact import redact
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 

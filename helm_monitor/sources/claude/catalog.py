@@ -23,12 +23,14 @@ import os
 import time
 from typing import Callable, Iterator
 
-from helm_monitor.claude import records as R
-from helm_monitor.claude.conversation import Conversations
-from helm_monitor.claude.index import IndexHints, read_index
-from helm_monitor.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
-from helm_monitor.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
-from helm_monitor.claude.transcript import TranscriptReader, read_first_session_id
+from helm_monitor.sources.claude import records as R
+from helm_monitor.sources.claude.conversation import Conversations
+from helm_monitor.sources.claude.index import IndexHints, read_index
+from helm_monitor.sources.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
+from helm_monitor.sources.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
+from helm_monitor.sources.claude.transcript import TranscriptReader, read_first_session_id
+from helm_monitor.sources.base import (PASSING_ERRNOS, RETRY_FIRST_S, RETRY_MAX_S, STEADY_CLOCK, Source, Watch,
+                                       iso_from_epoch)
 
 log = logging.getLogger(__name__)
 
@@ -40,34 +42,14 @@ REGISTRY_RETRIES = 25
 RECENT_WRITE_S = 60.0
 SOURCE = "claude-code"
 
-# Read errors that pass: this process or the system ran short of file descriptors or
-# memory, or a call was interrupted. Such a read says nothing about the file, so it is
-# tried again (after RETRY_FIRST_S, doubling up to RETRY_MAX_S) until it works, and what
-# was known stays meanwhile. Each cause is logged once, with what to do about it.
-PASSING_ERRNOS = {
-    errno.EMFILE: "too many open files: this process reached its open-file limit "
-                  "(raise LimitNOFILE= in the systemd unit, or ulimit -n)",
-    errno.ENFILE: "too many open files in the system (raise fs.file-max)",
-    errno.ENOMEM: "out of memory",
-    errno.ENOBUFS: "out of buffer space",
-    errno.EAGAIN: "resource temporarily unavailable",
-    errno.EINTR: "interrupted",
-}
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 2.0
 # projects/ or sessions/ gone: held this long before its sessions are dropped. A user who
 # moves ~/.claude/projects to another disk and links it back makes it vanish for a
 # moment; clients must not see every session deleted and created again.
 VANISHED_GRACE_S = 10.0
 
 
-def _boottime() -> float:
-    # Like time.monotonic() (never stepped with the wall clock) but it counts a suspend:
-    # after a night's sleep, a transcript written before it is not "written a minute ago".
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
-_STEADY_CLOCK = _boottime if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+# Counts a suspend: after a night's sleep, a transcript written before it is not "written a minute ago".
+_STEADY_CLOCK = STEADY_CLOCK
 
 
 def parse_version(value: str | None) -> tuple[int, ...] | None:
@@ -80,10 +62,6 @@ def parse_version(value: str | None) -> tuple[int, ...] | None:
             return None
         parts.append(int(digits))
     return tuple(parts)
-
-
-def iso_from_epoch(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class _Transcript:
@@ -109,14 +87,16 @@ class _Retry:
         self.due = 0.0
 
 
-class Catalog:
+class Catalog(Source):
+    """Claude Code's source (helm_monitor.sources.base)."""
+
+    name = SOURCE
+
     def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = _STEADY_CLOCK, proc_root: str = "/proc",
                  vanished_grace_s: float = VANISHED_GRACE_S):
         self.layout = Layout(root)
-        self.clock = clock  # wall clock: compared with file times
-        self.monotonic = monotonic  # what status deadlines are measured in
-        self.proc_root = proc_root
+        super().__init__(self.layout.root, clock=clock, monotonic=monotonic, proc_root=proc_root)
         self._transcripts: dict[str, _Transcript] = {}  # path -> transcript
         self._paths_by_id: dict[str, set[str]] = {}
         self._subagents: dict[str, set[str]] = {}  # session id -> subagent transcript paths
@@ -133,8 +113,15 @@ class Catalog:
         self._vanished: dict[str, float] = {}  # projects/ or sessions/ gone -> end of its grace period
         self._warned: set[tuple[str, str]] = set()
         self._conversations = Conversations(8)
-        # Readers restored from a saved state (helm_monitor.claude.state), used when their path is applied.
+        self._request_conversations = Conversations(16)  # paged by requests, apart from the pump's
+        # Readers restored from a saved state (helm_monitor.sources.claude.state), used when their path is applied.
         self._restored: dict[str, _Transcript] = {}
+
+    # ------------------------------------------------------------------ watching
+    def watches(self) -> list[Watch]:
+        # The data directory itself (projects/ and sessions/ appearing or vanishing), every
+        # project below projects/, and the registry (flat).
+        return [Watch(self.layout.root, False), Watch(self.layout.projects, True), Watch(self.layout.registry, False)]
 
     # ------------------------------------------------------------------ scanning
     def iter_paths(self) -> Iterator[str]:
@@ -317,6 +304,7 @@ class Catalog:
     def _forget_transcript(self, path: str) -> set[str]:
         t = self._transcripts.pop(path, None)
         self._conversations.forget(path)
+        self._request_conversations.forget(path)
         if t is None:
             return set()
         paths = self._paths_by_id.get(t.session_id)
@@ -660,6 +648,22 @@ class Catalog:
             "sizeBytes": t.reader.size,
             "version": st.version,
         }
+
+    def conversation(self, session_id: str):
+        """The session's transcript as a conversation, paged from request threads."""
+        try:
+            path = self.transcript_path(session_id)
+        except RuntimeError:  # the pump changed the session's paths meanwhile
+            path = None
+        return None if path is None else self._request_conversations.get(path)
+
+    def export_state(self) -> dict:
+        from helm_monitor.sources.claude import state
+        return state.export_state(self)
+
+    def restore_state(self, data) -> int:
+        from helm_monitor.sources.claude import state
+        return state.restore_state(self, data)
 
     def messages(self, session_id: str, offset: int = 0, limit: int = 100) -> dict | None:
         """A page of the conversation, or None for an unknown session."""

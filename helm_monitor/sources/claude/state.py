@@ -9,8 +9,8 @@ entry, never the session: the file is simply read again.
 
 from __future__ import annotations
 
-from helm_monitor.claude.catalog import Catalog, _Transcript
-from helm_monitor.claude.transcript import SessionStats, TranscriptReader
+from helm_monitor.sources.claude.catalog import Catalog, _Transcript
+from helm_monitor.sources.claude.transcript import SessionStats, TranscriptReader
 
 # Bumped whenever what a read derives from the same bytes changes (prompt
 # rules, records recovered behind cut ones): older states are read again.
