@@ -1,0 +1,438 @@
+"""Codex CLI threads as sessions (SPEC 8), kept up to date path by path.
+
+Change detection: rollouts are followed from their last offset (a compressed
+one is read once per inode/size/mtime); ``session_index.jsonl`` likewise.
+One thread may span several physical rollouts (same thread id): they are
+merged, never double counted. Status comes from
+``thread-writer-locks/<id>.lock``: its flock holder is read from
+``/proc/locks`` (never by taking the lock), ``busy`` while the thread's latest
+turn has not ended, else ``waiting``; no lock file or no holder: ``ended``.
+
+One caller at a time (the live layer's pump), except :meth:`claims` and
+:meth:`session_for_path` (lookups only) and conversations (own state, own lock).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import threading
+from collections import OrderedDict
+from typing import Iterator
+
+from helm_monitor.sources.base import UNTITLED, Source, Watch, WarnOnce, base_session
+from helm_monitor.sources.base import PASSING_ERRNOS, RETRY_FIRST_S, RETRY_MAX_S
+from helm_monitor.sources.codex import records as R
+from helm_monitor.sources.codex.conversation import Conversation
+from helm_monitor.sources.codex.layout import LOCK_NAME, ROLLOUT_NAME, Kind, Layout, plain_of
+from helm_monitor.sources.codex.rollout import RolloutFile
+from helm_monitor.sources.jsonl import JsonlFollower
+from helm_monitor.sources.proc import file_id, flock_holders
+
+log = logging.getLogger(__name__)
+NAME_MAX = 200
+CONVERSATIONS_KEPT = 8
+
+
+class CodexSource(Source):
+    name = "codex"
+
+    def __init__(self, root: str, **kw):
+        super().__init__(os.path.abspath(root), **kw)
+        self.layout = Layout(self.root)
+        self._files: dict[str, RolloutFile] = {}  # plain path -> reader (of the plain or the .zst file)
+        self._file_thread: dict[str, str] = {}  # plain path -> thread id
+        self._threads: dict[str, set[str]] = {}  # thread id -> plain paths
+        self._parent: dict[str, str] = {}  # thread id -> the thread that spawned it
+        self._children: dict[str, set[str]] = {}
+        self._index = JsonlFollower(self.layout.index)
+        self._index_read = False
+        self._names: dict[str, str] = {}  # thread id -> masked thread name
+        self._locks: dict[str, tuple[int, int, int]] = {}  # thread id -> (major, minor, inode) of its lock file
+        self._holders: dict[tuple[int, int, int], int] = {}
+        self._holders_by_inode: dict[int, int | None] = {}
+        self._failed: dict[str, list] = {}  # path -> [is_dir, tries, due]
+        self._passing: set[int] = set()
+        self._warn = WarnOnce(log)
+        self._conversations: OrderedDict[str, Conversation] = OrderedDict()
+        self._conv_lock = threading.Lock()
+
+    # ------------------------------------------------------------ watching
+    def watches(self) -> list[Watch]:
+        lay = self.layout
+        return [Watch(lay.root, False), Watch(lay.sessions, True), Watch(lay.archived, False), Watch(lay.locks, False)]
+
+    def claims(self, path: str) -> bool:
+        return self.layout.claims(path)
+
+    def session_for_path(self, path: str, is_dir: bool | None = None) -> str | None:
+        info = self.layout.classify(path, is_dir)
+        if info.kind is Kind.ROLLOUT:
+            return self._file_thread.get(plain_of(os.path.abspath(path))) or info.thread_id
+        if info.kind is Kind.LOCK:
+            return info.thread_id
+        return None
+
+    # ------------------------------------------------------------ scanning
+    def iter_paths(self) -> Iterator[str]:
+        if os.path.lexists(self.layout.index):
+            yield self.layout.index
+        for entry in self._scandir(self.layout.locks):
+            if LOCK_NAME.match(entry.name):
+                yield entry.path
+        yield from self._walk(self.layout.sessions)
+        yield from self._walk(self.layout.archived)
+
+    def _walk(self, top: str) -> Iterator[str]:
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            for entry in self._scandir(d):
+                if ROLLOUT_NAME.match(entry.name):
+                    yield entry.path
+                elif d != self.layout.archived and self.layout.classify(entry.path, True).kind is Kind.SESSIONS_DIR \
+                        and _is_dir(entry):
+                    stack.append(entry.path)
+
+    def _scandir(self, path: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            if exc.errno in PASSING_ERRNOS:
+                self._later(path, True, exc)
+            else:
+                self._warn.warn((path, "dir"), "cannot list %s: %s; skipped", path, exc.strerror)
+            return []
+        self._warn.clear((path, "dir"))
+        return entries
+
+    def known_paths(self) -> set[str]:
+        known = {f.path for f in self._files.values()} | {self.layout.lock_path(t) for t in self._locks}
+        if self._index_read:
+            known.add(self.layout.index)
+        return known
+
+    # ------------------------------------------------------------ changes
+    def apply(self, path: str, is_dir: bool | None = None) -> set[str]:
+        path = os.path.abspath(path)
+        info = self.layout.classify(path, is_dir)
+        kind = info.kind
+        if kind is Kind.ROLLOUT:
+            return self._apply_rollout(plain_of(path), info.thread_id)
+        if kind is Kind.LOCK:
+            return self._apply_lock(info.thread_id, path)
+        if kind is Kind.INDEX:
+            return self._apply_index()
+        if kind is Kind.ROOT:
+            return self.full_scan()
+        if kind in (Kind.SESSIONS_DIR, Kind.ARCHIVED_DIR, Kind.LOCKS_DIR):
+            return self._apply_dir(path, kind)
+        return set()
+
+    def _apply_dir(self, path: str, kind: Kind) -> set[str]:
+        if kind is Kind.LOCKS_DIR:
+            present = [e.path for e in self._scandir(path) if LOCK_NAME.match(e.name)]
+        else:
+            present = list(self._walk(path))
+        changed: set[str] = set()
+        for p in present:
+            changed |= self.apply(p)
+        seen = set(present) | {plain_of(p) for p in present}
+        for p in self.known_paths():
+            if p.startswith(path + os.sep) and p not in seen and plain_of(p) not in seen:
+                changed |= self.apply(p)
+        return changed
+
+    def _file_warner(self, path: str):
+        def warn(kind: str, detail: str) -> None:
+            key = ("unknown-type", detail) if kind == "unknown-type" else (path, kind)
+            self._warn.warn(key, "codex rollout %s: %s; skipped", path, detail)
+        return warn
+
+    def _apply_rollout(self, plain: str, name_id: str) -> set[str]:
+        old = self._files.get(plain)
+        for candidate in (plain, plain + ".zst"):
+            reader = old if old is not None and old.path == candidate else RolloutFile(candidate,
+                                                                                         self._file_warner(candidate))
+            try:
+                changed = reader.update()
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue
+                if exc.errno in PASSING_ERRNOS:
+                    self._later(plain, False, exc)
+                    return set()
+                what = "is a symbolic link; not followed" if exc.errno == errno.ELOOP else \
+                    "is not a regular file" if isinstance(exc, IsADirectoryError) else f"cannot be read: {exc.strerror}"
+                self._warn.warn((candidate, "read"), "codex rollout %s %s; skipped", candidate, what)
+                if exc.errno == errno.ELOOP or isinstance(exc, IsADirectoryError):
+                    continue
+                return set()  # what was known stays (a permission fixed later brings the rest)
+            self._warn.clear((candidate, "read"))
+            if old is not None and reader is not old:
+                self._warn.clear_prefix(old.path)
+            return self._settle(plain, reader, changed or reader is not old, name_id)
+        return self._forget_file(plain)
+
+    def _settle(self, plain: str, reader: RolloutFile, changed: bool, name_id: str) -> set[str]:
+        tid = reader.stats.meta_id or name_id
+        old_tid = self._file_thread.get(plain)
+        out: set[str] = set()
+        self._files[plain] = reader
+        if old_tid != tid:
+            if old_tid is not None:
+                out |= self._unlink_file(plain, old_tid)
+            self._file_thread[plain] = tid
+            self._threads.setdefault(tid, set()).add(plain)
+            changed = True
+        if changed:
+            out.add(tid)
+            out |= self._relink(tid)
+        return out
+
+    def _unlink_file(self, plain: str, tid: str) -> set[str]:
+        paths = self._threads.get(tid, set())
+        paths.discard(plain)
+        if not paths:
+            self._threads.pop(tid, None)
+        return {tid} | self._relink(tid)
+
+    def _forget_file(self, plain: str) -> set[str]:
+        reader = self._files.pop(plain, None)
+        if reader is not None:
+            self._warn.clear_prefix(reader.path)
+        tid = self._file_thread.pop(plain, None)
+        return set() if tid is None else self._unlink_file(plain, tid)
+
+    def _relink(self, tid: str) -> set[str]:
+        """Bring the parent link of ``tid`` up to date; returns the parents whose subagentCount changed."""
+        parent = None
+        for p in sorted(self._threads.get(tid, ())):
+            parent = parent or self._files[p].stats.parent
+        old = self._parent.get(tid)
+        if parent == old:
+            return set()
+        if old is not None:
+            self._children.get(old, set()).discard(tid)
+            if not self._children.get(old):
+                self._children.pop(old, None)
+        if parent is None:
+            self._parent.pop(tid, None)
+        else:
+            self._parent[tid] = parent
+            self._children.setdefault(parent, set()).add(tid)
+        return {p for p in (old, parent) if p is not None and p in self._threads}
+
+    def _apply_index(self) -> set[str]:
+        before = dict(self._names)
+        try:
+            self._index.read(self._index_line, self._names.clear)
+            self._index_read = True
+            self._warn.clear((self.layout.index, "read"))
+        except (FileNotFoundError, NotADirectoryError):
+            self._index, self._index_read = JsonlFollower(self.layout.index), False
+            self._names.clear()
+        except OSError as exc:
+            if exc.errno in PASSING_ERRNOS:
+                self._later(self.layout.index, False, exc)
+            else:
+                self._warn.warn((self.layout.index, "read"), "cannot read %s: %s; thread names not shown",
+                                self.layout.index, exc.strerror)
+            return set()
+        ids = {i for i in set(before) | set(self._names) if before.get(i) != self._names.get(i)}
+        return ids & set(self._threads)
+
+    def _index_line(self, line: bytes) -> None:
+        try:
+            rec = R.parse(line)
+        except R.BadLine:
+            rec = None
+        if not isinstance(rec, dict) or not R.str_or_none(rec.get("id")):
+            self._warn.warn((self.layout.index, "bad"), "%s: a line is not a thread name record; skipped",
+                            self.layout.index)
+            return
+        tid, name = rec["id"].lower(), R.str_or_none(rec.get("thread_name"))
+        shown = R.collapse(R.masked(name), NAME_MAX) if name and name.strip() else None
+        if shown:
+            self._names[tid] = shown
+        else:
+            self._names.pop(tid, None)  # a name cleared
+
+    # ------------------------------------------------------------ status
+    def _apply_lock(self, tid: str, path: str) -> set[str]:
+        try:
+            st = os.stat(path, follow_symlinks=False)
+            fid = file_id(st) if stat.S_ISREG(st.st_mode) else None
+        except (FileNotFoundError, NotADirectoryError):
+            fid = None
+        except OSError as exc:
+            if exc.errno in PASSING_ERRNOS:
+                self._later(path, False, exc)
+                return set()
+            self._warn.warn((path, "lock"), "cannot stat %s: %s", path, exc.strerror)
+            fid = None
+        before = self._status(tid)
+        if fid is None:
+            self._locks.pop(tid, None)
+        else:
+            self._locks[tid] = fid
+        changed = self.check_liveness()
+        if self._status(tid) != before and tid in self._threads:
+            changed.add(tid)
+        return changed
+
+    def check_liveness(self) -> set[str]:
+        """Re-read /proc/locks (one small file) while any lock file is known. Returns changed ids."""
+        if not self._locks:
+            self._holders, self._holders_by_inode = {}, {}
+            return set()
+        old = {t: self._holder(f) for t, f in self._locks.items()}
+        self._holders = flock_holders(self.proc_root)
+        by_inode: dict[int, int | None] = {}
+        for (_, _, ino), pid in self._holders.items():
+            by_inode[ino] = pid if ino not in by_inode else None  # None: two files share it, ambiguous
+        self._holders_by_inode = by_inode
+        return {t for t, f in self._locks.items() if self._holder(f) != old[t] and t in self._threads}
+
+    def _holder(self, fid: tuple[int, int, int] | None) -> int | None:
+        """The pid holding the lock file ``fid``. /proc/locks names the superblock's device, which is not
+        stat()'s st_dev on btrfs subvolumes or overlayfs: failing an exact match, a unique inode will do."""
+        if fid is None:
+            return None
+        pid = self._holders.get(fid)
+        return pid if pid is not None else self._holders_by_inode.get(fid[2])
+
+    def _status(self, tid: str, busy: bool | None = None) -> tuple[str, int | None]:
+        pid = self._holder(self._locks.get(tid))
+        if pid is None:
+            return "ended", None
+        if busy is None:
+            busy = self._turn_busy(tid)
+        return ("busy" if busy else "waiting"), pid
+
+    def _turn_busy(self, tid: str) -> bool:
+        files = [self._files[p] for p in self._threads.get(tid, ())]
+        latest = _latest(files, "turn", "turn_ts")
+        return latest == "busy"
+
+    # ------------------------------------------------------------ retries
+    @property
+    def needs_retry(self) -> bool:
+        return bool(self._failed)
+
+    def _later(self, path: str, is_dir: bool | None, exc: OSError) -> None:
+        r = self._failed.get(path)
+        if r is None:
+            r = self._failed[path] = [is_dir, 0, 0.0]
+        else:
+            r[1] += 1
+        r[2] = self.monotonic() + min(RETRY_FIRST_S * 2 ** r[1], RETRY_MAX_S)
+        if exc.errno not in self._passing:
+            self._passing.add(exc.errno)
+            log.warning("cannot read %s: %s; retrying it, and every other read that fails so, until it works",
+                        path, PASSING_ERRNOS[exc.errno])
+
+    def retry(self) -> set[str]:
+        changed: set[str] = set()
+        now = self.monotonic()
+        for path, r in list(self._failed.items()):
+            if r[2] <= now:
+                tries = r[1]
+                changed |= self.apply(path, r[0])
+                if self._failed.get(path) is r and r[1] == tries:
+                    del self._failed[path]
+        if not self._failed:
+            self._passing.clear()
+        return changed
+
+    # ------------------------------------------------------------ answering
+    def session_ids(self) -> set[str]:
+        return set(self._threads)
+
+    def _ordered(self, tid: str) -> list[RolloutFile]:
+        files = [self._files[p] for p in self._threads.get(tid, ())]
+        return sorted(files, key=lambda f: (f.stats.created or f.stats.first_ts or "~", f.path))
+
+    def session(self, session_id: str) -> dict | None:
+        files = self._ordered(session_id)
+        if not files:
+            return None
+        s = base_session(self.name, session_id)
+        stats = [f.stats for f in files]
+        meta = next((st for st in stats if st.meta_id is not None), stats[0])
+        paginated = any(st.p_users or st.p_agents for st in stats)
+        if paginated:
+            first = next((st.p_first for st in stats if st.p_first), None)
+            last = next((st.p_last for st in reversed(stats) if st.p_last), None)
+            count = sum(st.p_users + st.p_agents for st in stats)
+        else:
+            first = next((st.l_first for st in stats if st.l_first), None)
+            last = next((st.l_last for st in reversed(stats) if st.l_last), None)
+            count = sum(st.l_users + st.l_agents for st in stats)
+        created = min((st.created or st.first_ts for st in stats if st.created or st.first_ts), default=None)
+        updated = max((st.last_ts for st in stats if st.last_ts), default=None)
+        tokens = _latest(files, "tokens", "tokens_ts")
+        s.update({
+            "projectPath": meta.cwd,
+            "title": self._names.get(session_id) or (R.collapse(first, R.TITLE_MAX) if first else None) or UNTITLED,
+            "firstPrompt": first,
+            "lastPrompt": last,
+            "messageCount": count,
+            "createdAt": created or R.iso_from_epoch(min(f.mtime for f in files)),
+            "updatedAt": updated or R.iso_from_epoch(max(f.mtime for f in files)),
+            "gitBranch": meta.branch,
+            "model": _latest(files, "model", "model_ts"),
+            "subagentCount": len(self._children.get(session_id, set()) & set(self._threads)),
+            "sizeBytes": sum(f.size for f in files),
+            "version": next((st.version for st in reversed(stats) if st.version), None),
+        })
+        if tokens is not None:
+            s["tokens"] = {"input": tokens[0], "output": tokens[1], "cacheRead": tokens[2], "cacheCreation": tokens[3]}
+        s["status"], s["pid"] = self._status(session_id, _latest(files, "turn", "turn_ts") == "busy")
+        return s
+
+    def conversation(self, session_id: str) -> Conversation | None:
+        paths = [f.path for f in self._ordered(session_id)]
+        if not paths:
+            return None
+        with self._conv_lock:
+            conv = self._conversations.get(session_id)
+            if conv is None:
+                conv = self._conversations[session_id] = Conversation(paths)
+                while len(self._conversations) > CONVERSATIONS_KEPT:
+                    self._conversations.popitem(last=False)
+            else:
+                self._conversations.move_to_end(session_id)
+                if conv.paths != paths:
+                    with conv.lock:
+                        conv.set_paths(paths)
+            return conv
+
+    def bytes_read(self, session_id: str) -> int:
+        """Every byte read so far for a thread's rollouts (tests check what a change costs)."""
+        return sum(f.bytes_read for f in self._ordered(session_id))
+
+
+def _latest(files: list[RolloutFile], field: str, ts_field: str):
+    """The value of ``field`` seen last: by its record's time, then by file order."""
+    best, best_key = None, None
+    for n, f in enumerate(files):
+        value = getattr(f.stats, field)
+        if value is None:
+            continue
+        key = (getattr(f.stats, ts_field) or "", n)
+        if best_key is None or key >= best_key:
+            best, best_key = value, key
+    return best
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
