@@ -1,0 +1,194 @@
+"""One OpenCode session as the rows read of it, and the Session dict they make.
+
+A :class:`SessionRows` holds the ``session`` row and a summary of each of its
+``message`` and ``part`` rows (not their text, but for prompts), so that a
+change re-reads only the rows that changed. The Session fields are worked
+out from them on demand and cached until the next change.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import NamedTuple
+
+import orjson
+
+from helm_monitor.sources.base import UNTITLED, base_session
+from helm_monitor.sources.opencode import records as R
+from helm_monitor.sources.redact import redact_head
+
+SOURCE = "opencode"
+
+
+class SessionRow(NamedTuple):
+    rowid: int
+    id: str
+    directory: str | None
+    title: str | None
+    created: int
+    updated: int
+    parent_id: str | None
+    project_id: str | None
+    version: str | None
+    cost: float | None
+    tokens_input: int | None
+    tokens_output: int | None
+    tokens_reasoning: int | None
+    tokens_cache_read: int | None
+    tokens_cache_write: int | None
+    model: str | None  # JSON {id, providerID, variant}
+    permission: str | None  # JSON list of rules
+    archived: int | None
+    worktree: str | None  # project.worktree
+
+
+def session_row(row) -> SessionRow:
+    """From a row of :meth:`Schema.session_select` (TEXT as bytes)."""
+    t = R.text
+    num = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
+    return SessionRow(row[0], t(row[1]), t(row[2]), t(row[3]), R.as_int(row[4]), R.as_int(row[5]),
+                      t(row[6]), t(row[7]), t(row[8]), num(row[9]), num(row[10]), num(row[11]), num(row[12]),
+                      num(row[13]), num(row[14]), t(row[15]), t(row[16]), num(row[17]), t(row[18]))
+
+
+def iso_from_ms(ms: int) -> str:
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _is_run_session(row: SessionRow) -> bool:
+    """Made by ``opencode run``: it denies the ``question`` tool (nobody is there to answer).
+
+    Observed in 1.18.33: every ``run`` session's ``permission`` holds
+    ``{"permission":"question","pattern":"*","action":"deny"}``; a TUI session's is NULL.
+    """
+    if not row.permission or '"question"' not in row.permission:
+        return False
+    try:
+        rules = orjson.loads(row.permission)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(rules, list) and any(
+        isinstance(r, dict) and r.get("permission") == "question" and r.get("action") == "deny" for r in rules)
+
+
+class SessionRows:
+    __slots__ = ("row", "messages", "parts", "bad", "bad_parts", "cursor", "_summary")
+
+    def __init__(self, row: SessionRow):
+        self.row = row
+        self.messages: dict[str, R.Message] = {}
+        self.parts: dict[str, R.Part] = {}
+        self.bad: set[str] = set()  # ids of message rows whose data is unusable (counted as rows, not shown)
+        self.bad_parts: set[str] = set()
+        self.cursor = 0  # the latest time_updated of its message and part rows (ms)
+        self._summary: dict | None = None
+
+    def changed(self) -> None:
+        self._summary = None
+
+    def put_message(self, m: R.Message) -> bool:
+        if self.messages.get(m.id) == m:
+            return False
+        self.messages[m.id] = m
+        self.cursor = max(self.cursor, m.updated)
+        self._summary = None
+        return True
+
+    def put_part(self, p: R.Part) -> bool:
+        if self.parts.get(p.id) == p:
+            return False
+        self.parts[p.id] = p
+        self.cursor = max(self.cursor, p.updated)
+        self._summary = None
+        return True
+
+    @property
+    def size(self) -> int:
+        return sum(m.size for m in self.messages.values()) + sum(p.size for p in self.parts.values())
+
+    def summary(self) -> dict:
+        """What the messages say: prompts, counts, tokens, cost, model, the turn in progress."""
+        if self._summary is not None:
+            return self._summary
+        texts: dict[str, list[tuple[str, str]]] = {}
+        for p in self.parts.values():
+            if p.text is not None:
+                texts.setdefault(p.message_id, []).append((p.id, p.text))
+        prompts: list[str] = []
+        replies = 0
+        tokens = [0, 0, 0, 0]
+        cost: float | None = None
+        model = None
+        latest_assistant: R.Message | None = None
+        run = _is_run_session(self.row)
+        for m in sorted(self.messages.values(), key=lambda m: (m.created, m.id)):
+            if m.role == "user":
+                body = "\n".join(t for _, t in sorted(texts.get(m.id, ()))).strip()
+                if body:
+                    prompts.append(R.unquote_run_prompt(body) if run else body)
+            elif m.role == "assistant":
+                replies += 1
+                for i in range(4):
+                    tokens[i] += m.tokens[i]
+                if m.cost is not None:
+                    cost = (cost or 0.0) + m.cost
+                model = m.model or model
+                latest_assistant = m
+        self._summary = {
+            "first": R.masked_prompt(prompts[0]) if prompts else None,
+            "last": R.masked_prompt(prompts[-1]) if prompts else None,
+            "title_prompt": R.masked_prompt(prompts[0], R.TITLE_PROMPT_MAX) if prompts else None,
+            "count": len(prompts) + replies,
+            "tokens": tokens,
+            "cost": cost,
+            "model": model,
+            "in_turn": latest_assistant is not None and not latest_assistant.completed
+            and not latest_assistant.error,
+            "size": self.size,
+        }
+        return self._summary
+
+    def in_turn(self) -> bool:
+        return self.summary()["in_turn"]
+
+    def build(self, status: str, subagents: int) -> dict:
+        row, s = self.row, self.summary()
+        out = base_session(SOURCE, row.id)
+        if row.title and not R.is_placeholder_title(row.title):
+            title = R.collapse(redact_head(row.title, R.TITLE_PROMPT_MAX)[0], R.TITLE_PROMPT_MAX)
+        else:
+            title = s["title_prompt"] or UNTITLED
+        columns = (row.tokens_input, row.tokens_output, row.tokens_reasoning, row.tokens_cache_read,
+                   row.tokens_cache_write)
+        if any(c is not None for c in columns) and sum(R.as_int(c) for c in columns) > 0:
+            tokens = {"input": R.as_int(row.tokens_input),
+                      "output": R.as_int(row.tokens_output) + R.as_int(row.tokens_reasoning),
+                      "cacheRead": R.as_int(row.tokens_cache_read), "cacheCreation": R.as_int(row.tokens_cache_write)}
+        else:  # before the session_usage migration (or never totalled): the messages' own
+            t = s["tokens"]
+            tokens = {"input": t[0], "output": t[1], "cacheRead": t[2], "cacheCreation": t[3]}
+        usd = row.cost if row.cost is not None and (row.cost > 0 or s["cost"] is None) else s["cost"]
+        model = s["model"]
+        if model is None and row.model:
+            try:
+                m = orjson.loads(row.model)
+                model = R.str_or_none(m.get("id")) if isinstance(m, dict) else None
+            except orjson.JSONDecodeError:
+                model = None
+        out.update({
+            "projectPath": row.directory or row.worktree,
+            "title": title,
+            "firstPrompt": s["first"],
+            "lastPrompt": s["last"],
+            "messageCount": s["count"],
+            "createdAt": iso_from_ms(row.created),
+            "updatedAt": iso_from_ms(max(row.updated, row.created, self.cursor)),
+            "model": model,
+            "tokens": tokens,
+            "status": status,
+            "subagentCount": subagents,
+            "sizeBytes": s["size"],
+            "version": row.version or None,
+            "cost": {"usd": usd, "basis": "ledger"} if usd is not None else {"usd": None, "basis": "unpriced"},
+        })
+        return out
