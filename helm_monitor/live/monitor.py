@@ -294,8 +294,15 @@ class Monitor:
             self._published_at.pop(sid, None)
         return due
 
-    def _sessions_for(self, ids: set[str]) -> dict[str, dict | None]:
-        return {sid: self.catalog.session(sid) for sid in ids}
+    def _sessions_for(self, keys: set[str]) -> dict[str, dict | None]:
+        out: dict[str, dict | None] = {}
+        for key in keys:
+            try:
+                out[key] = self.catalog.session(key)
+            except Exception:  # one reader's bug must not drop the batch, nor delete the session
+                self.failures += 1
+                log.exception("building session %s failed; its last published state stands", key)
+        return out
 
     def _do_refresh(self, waiters) -> None:
         try:

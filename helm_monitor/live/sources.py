@@ -109,6 +109,8 @@ class SourceSet:
         return None if session is None else self._stamp(session, key)
 
     def sessions(self) -> dict[str, dict]:
+        # A reader that fails here fails the whole refresh (the store keeps what it has) rather
+        # than making its sessions look deleted.
         out = {}
         for s in self.sources:
             for session_id, session in s.sessions().items():

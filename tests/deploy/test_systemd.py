@@ -98,8 +98,13 @@ def test_system_unit_sandbox():
     assert values(SYSTEM_UNIT, "User") == ["%i"]
     assert values(SYSTEM_UNIT, "ProtectSystem") == ["strict"]
     assert values(SYSTEM_UNIT, "ProtectHome") == ["tmpfs"]
-    assert values(SYSTEM_UNIT, "BindReadOnlyPaths") == ["/home/%i/.claude"]
-    assert "HELM_CLAUDE_DIR=/home/%i/.claude" in values(SYSTEM_UNIT, "Environment")
+    # Claude Code's directory always; the other agents' where they exist ("-"), each read-only.
+    assert values(SYSTEM_UNIT, "BindReadOnlyPaths") == [
+        "/home/%i/.claude", "-/home/%i/.codex", "-/home/%i/.local/share/opencode", "-/home/%i/.gemini"]
+    env = values(SYSTEM_UNIT, "Environment")
+    for setting in ("HELM_CLAUDE_DIR=/home/%i/.claude", "HELM_CODEX_DIR=/home/%i/.codex",
+                    "HELM_OPENCODE_DB=/home/%i/.local/share/opencode/opencode.db", "HELM_GEMINI_DIR=/home/%i/.gemini"):
+        assert setting in env
     assert values(SYSTEM_UNIT, "LoadCredential") == ["helm-token:/etc/helm-monitor/%i.token"]
     assert values(SYSTEM_UNIT, "CapabilityBoundingSet") == [""]
     assert values(SYSTEM_UNIT, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
