@@ -689,3 +689,112 @@ def test_lock_holder_found_by_inode_when_the_device_differs(home, tmp_path):
     assert (src.session(r.id)["status"], src.session(r.id)["pid"]) == ("waiting", 4242)
     (proc / "locks").write_text("")
     assert src.check_liveness() == {r.id} and src.session(r.id)["status"] == "ended"
+
+
+# ---------------------------------------------------------------------------------------------- saved state
+def _restarted(root, tmp_path, save_from: CodexSource) -> tuple[CodexSource, int]:
+    """A fresh source over ``root`` given what ``save_from`` saved, through the live layer's real cache."""
+    from helm_monitor.live.cache import StateCache
+    cache = StateCache(tmp_path / "cache", str(root), "codex")
+    assert cache.save(save_from)
+    src = CodexSource(str(root))
+    restored = cache.load_into(src)
+    src.full_scan()
+    src.drop_restored()
+    return src, restored
+
+
+def _read_total(src: CodexSource) -> int:
+    return sum(src.bytes_read(t) for t in src.session_ids()) + src._index.bytes_read
+
+
+def _compress_one(sample: Path) -> Path:
+    """T2's rollout as Codex leaves an old one: ``.jsonl.zst``, the plain file gone."""
+    plain = next(sample.rglob(f"*{T2}.jsonl"))
+    zst = plain.with_name(plain.name + ".zst")
+    zst.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    plain.unlink()
+    return zst
+
+
+def test_restart_over_an_unchanged_history_reads_nothing(sample, tmp_path):
+    _compress_one(sample)
+    first = CodexSource(str(sample))
+    first.full_scan()
+    assert _read_total(first) > 0
+    before = first.sessions()
+    src, restored = _restarted(sample, tmp_path, first)
+    assert restored == 6  # five rollouts (one compressed) and the thread names
+    assert _read_total(src) == 0
+    assert src.sessions() == before
+    assert src.session(T5)["title"] == before[T5]["title"]  # the name from session_index.jsonl, kept
+
+
+def test_an_append_after_the_save_reads_only_the_appended_bytes(home, tmp_path):
+    r = home.rollout().meta().turn_started().user("first prompt").agent("first reply").turn_complete()
+    other = neighbour(home)
+    first = CodexSource(str(home.root))
+    first.full_scan()
+    size = r.path.stat().st_size
+    r.user("second prompt").agent("second reply")
+    appended = r.path.stat().st_size - size
+    src, _ = _restarted(home.root, tmp_path, first)
+    assert src.bytes_read(r.id) == appended and src.bytes_read(other.id) == 0
+    s = src.session(r.id)
+    assert s["messageCount"] == 4 and s["firstPrompt"] == "first prompt" and s["lastPrompt"] == "second prompt"
+    # the same as a reader that read everything
+    fresh = CodexSource(str(home.root))
+    fresh.full_scan()
+    assert src.sessions() == fresh.sessions()
+
+
+def test_a_rollout_replaced_after_the_save_is_read_again(home, tmp_path):
+    r = home.rollout().meta().turn_started().user("old prompt").agent("old reply").turn_complete()
+    first = CodexSource(str(home.root))
+    first.full_scan()
+    data = r.path.read_bytes().replace(b"old prompt", b"new prompt")
+    tmp = r.path.with_name("replacement")
+    tmp.write_bytes(data)
+    os.replace(tmp, r.path)  # another inode, the same size and the same last bytes
+    src, _ = _restarted(home.root, tmp_path, first)
+    assert src.bytes_read(r.id) == len(data)
+    assert src.session(r.id)["firstPrompt"] == "new prompt"
+
+
+def test_a_corrupt_or_foreign_entry_is_read_again_and_the_rest_used(home, tmp_path):
+    a = home.rollout().meta().turn_started().user("prompt of a").agent("reply").turn_complete()
+    b = home.rollout().meta().turn_started().user("prompt of b").agent("reply").turn_complete()
+    c = home.rollout().meta().turn_started().user("prompt of c").agent("reply").turn_complete()
+    first = CodexSource(str(home.root))
+    first.full_scan()
+    before = first.sessions()
+    state = json.loads(json.dumps(first.export_state()))
+    rollouts = state["rollouts"]
+    rollouts[str(a.path)]["p_users"] = "many"  # a stat of the wrong type
+    rollouts[str(b.path)]["follower"]["offset"] = 10 ** 9  # past the file's end
+    foreign = str(home.root.parent / "elsewhere" / a.path.name)  # a path outside this root
+    rollouts[foreign] = dict(rollouts[str(c.path)], path=foreign)
+    src = CodexSource(str(home.root))
+    assert src.restore_state(state) == 1  # c's entry alone
+    src.full_scan()
+    src.drop_restored()
+    assert src.bytes_read(a.id) == a.path.stat().st_size and src.bytes_read(b.id) == b.path.stat().st_size
+    assert src.bytes_read(c.id) == 0
+    assert src.sessions() == before
+
+
+def test_a_state_of_another_format_or_root_is_not_used(home):
+    home.rollout().meta().user("a prompt")
+    first = CodexSource(str(home.root))
+    first.full_scan()
+    state = first.export_state()
+    assert CodexSource(str(home.root)).restore_state(dict(state, format=state["format"] + 1)) == 0
+    assert CodexSource(str(home.root)).restore_state(dict(state, root="/elsewhere")) == 0
+    assert CodexSource(str(home.root)).restore_state(["not", "a", "state"]) == 0
+    assert CodexSource(str(home.root)).restore_state(state) == 1
+
+
+def test_nothing_read_saves_no_state(home):
+    src = CodexSource(str(home.root))
+    src.full_scan()
+    assert src.export_state() is None  # no cache file for an agent not used on this machine

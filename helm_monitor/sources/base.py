@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import datetime as _dt
 import errno
 import logging
 import time
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
+
+from helm_monitor.sources.text import iso_from_epoch  # noqa: F401  (part of what sources import from here)
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,6 @@ PASSING_ERRNOS = {
 }
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 2.0
-
-
-def iso_from_epoch(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _boottime() -> float:
@@ -139,6 +136,18 @@ class Source(abc.ABC):
     def known_paths(self) -> set[str]:
         """The paths read so far (a full scan re-applies those no longer listed)."""
         return set()
+
+    def reconcile(self, listed: Iterable[str], known: Iterable[str]) -> set[str]:
+        """Apply every path ``listed``, then every ``known`` one that was not (gone: apply() notices)."""
+        changed: set[str] = set()
+        present = set()
+        for path in listed:
+            present.add(path)
+            changed |= self.apply(path)
+        for path in known:
+            if path not in present:
+                changed |= self.apply(path)
+        return changed
 
     def check_liveness(self) -> set[str]:
         """Re-check the processes behind sessions (called about once a second). Returns changed ids."""

@@ -20,7 +20,8 @@ READ_CHUNK_BYTES = 1024 * 1024
 # A line longer than this is dropped (reported through on_long_line) rather than held in memory.
 MAX_LINE_BYTES = 64 * 1024 * 1024
 _TAIL_CHECK_BYTES = 32
-_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+# How every reader opens an agent's file: a symbolic link is not followed, a FIFO never blocks.
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class JsonlFollower:
@@ -48,7 +49,7 @@ class JsonlFollower:
         ELOOP for a symbolic link); a directory or other non-file raises
         IsADirectoryError / OSError(ENXIO-like) through ``os.read``.
         """
-        fd = os.open(self.path, _FLAGS)
+        fd = os.open(self.path, OPEN_FLAGS)
         try:
             st = os.fstat(fd)
             if not _is_regular(st.st_mode):

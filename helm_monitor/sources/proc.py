@@ -4,7 +4,8 @@
   ``/proc/locks`` (never by taking the lock: trying it would briefly hold it
   and could make the agent fail to take its own).
 - :func:`agent_processes`: processes of an agent (by their command line) and
-  the directory each works in (``/proc/<pid>/cwd``).
+  the directory each works in (``/proc/<pid>/cwd``); :func:`without_children`
+  drops those whose parent is one of them (an agent relaunching itself).
 
 Both answer "nothing known" rather than raise: another user's processes are
 not readable (their cwd is skipped), and a kernel without /proc answers empty.
@@ -79,20 +80,47 @@ def agent_processes(matches: Callable[[tuple[str, ...]], bool], proc_root: str =
     return out
 
 
+_INTERPRETERS = ("node", "nodejs", "bun", "deno", "python", "python3")
+
+
 def program_is(argv: tuple[str, ...], *names: str) -> bool:
     """The program (argv[0], or a script run by an interpreter such as node) is one of ``names``.
 
     ``names`` are base names: "opencode" matches ``/usr/bin/opencode`` and
-    ``node /usr/lib/node_modules/opencode-ai/bin/opencode``.
+    ``node /usr/lib/node_modules/opencode-ai/bin/opencode``; "gemini" matches
+    ``node --max-old-space-size=8192 --no-warnings=DEP0040 …/bundle/gemini.js``.
     """
     if not argv:
         return False
     candidates = [argv[0]]
-    if os.path.basename(argv[0]) in ("node", "nodejs", "bun", "deno", "python", "python3") and len(argv) > 1:
+    if os.path.basename(argv[0]) in _INTERPRETERS and len(argv) > 1:
         candidates += [a for a in argv[1:3] if not a.startswith("-")]
+        # the script behind a run of interpreter options (gemini relaunches node with several)
+        script = next((a for a in argv[1:8] if not a.startswith("-")), None)
+        if script is not None:
+            candidates.append(script)
     for c in candidates:
         base = os.path.basename(c)
         for n in names:
             if base == n or base == n + ".js" or base == n + ".mjs":
                 return True
     return False
+
+
+def parent_pid(pid: int, proc_root: str = "/proc") -> int | None:
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as f:
+            data = f.read(1024)
+        # "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the last ")"
+        return int(data[data.rindex(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def without_children(procs: list[Process], proc_root: str = "/proc") -> list[Process]:
+    """``procs`` less those whose parent is among them: an agent that relaunches itself in a child
+    (gemini does, to raise node's heap limit) is one instance, not two."""
+    if len(procs) < 2:
+        return procs
+    pids = {p.pid for p in procs}
+    return [p for p in procs if parent_pid(p.pid, proc_root) not in pids]

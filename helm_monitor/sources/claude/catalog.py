@@ -16,7 +16,6 @@ Not thread-safe: one caller at a time (the live layer's pump).
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
 import logging
 import os
@@ -24,13 +23,14 @@ import time
 from typing import Callable, Iterator
 
 from helm_monitor.sources.claude import records as R
-from helm_monitor.sources.claude.conversation import Conversations
+from helm_monitor.sources.claude.conversation import Conversation
 from helm_monitor.sources.claude.index import IndexHints, read_index
 from helm_monitor.sources.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
 from helm_monitor.sources.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
 from helm_monitor.sources.claude.transcript import TranscriptReader, read_first_session_id
-from helm_monitor.sources.base import (PASSING_ERRNOS, RETRY_FIRST_S, RETRY_MAX_S, STEADY_CLOCK, Source, Watch,
-                                       iso_from_epoch)
+from helm_monitor.sources.base import PASSING_ERRNOS, STEADY_CLOCK, Source, Watch, iso_from_epoch
+from helm_monitor.sources.pages import Recent
+from helm_monitor.sources.retry import Retries
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,6 @@ class _Transcript:
         self.read_at: float | None = None  # the last successful read, monotonic
 
 
-class _Retry:
-    """A path whose read failed for a passing reason (PASSING_ERRNOS)."""
-    __slots__ = ("is_dir", "tries", "due")
-
-    def __init__(self, is_dir: bool | None):
-        self.is_dir = is_dir
-        self.tries = 0
-        self.due = 0.0
-
-
 class Catalog(Source):
     """Claude Code's source (helm_monitor.sources.base)."""
 
@@ -107,13 +97,14 @@ class Catalog(Source):
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
         self.incomplete_registry: set[str] = set()  # registry paths to read again soon
         self._registry_retries: dict[str, int] = {}
-        self._failed: dict[str, _Retry] = {}  # path -> its retry after a passing error
-        self._passing_causes: set[int] = set()  # errnos logged since reads last all worked
+        self._retries = Retries(self.monotonic, log)
+        self._failed = self._retries.failed  # path -> its retry after a passing error
         self.vanished_grace_s = vanished_grace_s
         self._vanished: dict[str, float] = {}  # projects/ or sessions/ gone -> end of its grace period
         self._warned: set[tuple[str, str]] = set()
-        self._conversations = Conversations(8)
-        self._request_conversations = Conversations(16)  # paged by requests, apart from the pump's
+        # Their indexes are kept, so paging on through a long transcript does not index it again.
+        self._conversations = Recent(Conversation, 8)
+        self._request_conversations = Recent(Conversation, 16)  # paged by requests, apart from the pump's
         # Readers restored from a saved state (helm_monitor.sources.claude.state), used when their path is applied.
         self._restored: dict[str, _Transcript] = {}
 
@@ -253,17 +244,10 @@ class Catalog(Source):
             below = [p for p in self._subagents.get(info.session_id, ()) if p.startswith(path + os.sep)]
         else:
             below = [p for p in self.known_paths() if p.startswith(path + os.sep)]
-        changed: set[str] = set()
-        present = set()
-        if exists:
-            walker = self._walk_registry() if path == self.layout.registry else self._walk_projects(path)
-            for p in walker:
-                present.add(p)
-                changed |= self.apply(p)
-        for p in below:
-            if p not in present:
-                changed |= self.apply(p)
-        return changed
+        if not exists:
+            return self.reconcile((), below)
+        return self.reconcile(self._walk_registry() if path == self.layout.registry else self._walk_projects(path),
+                              below)
 
     def _apply_transcript(self, path: str, project: str, session_id: str) -> set[str]:
         t = self._transcripts.get(path) or self._restored.pop(path, None)
@@ -506,17 +490,8 @@ class Catalog(Source):
         """Try again what failed for a passing reason, each when it is due; settle vanished
         top-level directories. Call it every ~0.2 s while :attr:`needs_retry`. Returns changed session ids."""
         changed = self.retry_incomplete()
+        changed |= self._retries.run(self.apply)
         now = self.monotonic()
-        for path, r in list(self._failed.items()):
-            if r.due <= now:
-                tries = r.tries
-                changed |= self.apply(path, r.is_dir)
-                if self._failed.get(path) is r and r.tries == tries:
-                    del self._failed[path]  # it worked (or failed for a lasting reason, logged as such)
-        if self._passing_causes and not self._failed:
-            log.info("reads work again (after: %s); every read that had failed is done",
-                     ", ".join(os.strerror(e) for e in sorted(self._passing_causes)))
-            self._passing_causes.clear()
         for top, deadline in list(self._vanished.items()):
             back = os.path.isdir(top)
             if back or now >= deadline:
@@ -527,18 +502,7 @@ class Catalog(Source):
         return changed
 
     def _later(self, path: str, is_dir: bool | None, exc: OSError, action: str | None = None) -> None:
-        """``path`` failed for a passing reason: try it again later, backing off while it keeps failing."""
-        r = self._failed.get(path)
-        if r is None:
-            r = self._failed[path] = _Retry(is_dir)
-        else:
-            r.tries += 1
-        r.due = self.monotonic() + min(RETRY_FIRST_S * 2 ** r.tries, RETRY_MAX_S)
-        if exc.errno not in self._passing_causes:
-            # Once per cause, not per path: under EMFILE every read fails.
-            self._passing_causes.add(exc.errno)
-            log.warning("cannot %s: %s; retrying it, and every other read that fails so, until it works",
-                        action or f"{'list' if is_dir else 'read'} {path}", PASSING_ERRNOS[exc.errno])
+        self._retries.later(path, is_dir, exc, action)
 
     @staticmethod
     def _cannot_open() -> OSError | None:

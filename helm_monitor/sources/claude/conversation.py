@@ -8,16 +8,15 @@ following a live session reads only what was appended.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from array import array
-from collections import OrderedDict
 
 import orjson
 
 from helm_monitor.sources.claude import records as R
+from helm_monitor.sources.claude.transcript import TranscriptReader
+from helm_monitor.sources.pages import LineIndex, page_of, window
 from helm_monitor.sources.redact import redact_clipped
-from helm_monitor.sources.claude.transcript import READ_CHUNK_BYTES, TranscriptReader
 
 MAX_LIMIT = 500
 TEXT_MAX = 20_000
@@ -37,62 +36,25 @@ class Conversation:
     index is extended in place.
     """
 
-    _TAIL = 32
-
     def __init__(self, path: str):
         self.path = path
         self.lock = threading.Lock()
+        self._index = LineIndex()
         self._reset()
-        self._inode: int | None = None
 
     def _reset(self) -> None:
+        self._index.offset, self._index.tail = 0, b""
         self._starts = array("q")
         self._ends = array("q")
-        self._offset = 0  # start of the first line not indexed yet
-        self._tail = b""  # the bytes just before _offset, to notice a rewritten file
 
     def _update(self) -> None:
         with open(self.path, "rb") as f:
-            fd = f.fileno()
-            st = os.fstat(fd)
-            if self._inode is not None and (
-                    st.st_ino != self._inode or st.st_size < self._offset
-                    or (self._tail and os.pread(fd, len(self._tail), self._offset - len(self._tail)) != self._tail)):
-                self._reset()  # replaced, shrunk, or its tail rewritten
-            self._inode = st.st_ino
-            base = self._offset  # file position of the chunk being read
-            line_start = base
-            pieces: list[bytes] = []  # an unfinished line spanning chunks
-            f.seek(base)
-            while True:
-                chunk = f.read(READ_CHUNK_BYTES)
-                if not chunk:
-                    break
-                start = 0
-                while True:
-                    nl = chunk.find(b"\n", start)
-                    if nl < 0:
-                        break
-                    if pieces:
-                        pieces.append(chunk[start:nl])
-                        line = b"".join(pieces)
-                        pieces = []
-                        if self._is_message(line, 0, len(line)):
-                            self._starts.append(line_start)
-                            self._ends.append(line_start + len(line))
-                    elif self._is_message(chunk, start, nl):
-                        self._starts.append(base + start)
-                        self._ends.append(base + nl)
-                    start = nl + 1
-                    line_start = base + start
-                if start < len(chunk):
-                    pieces.append(chunk[start:])
-                base += len(chunk)
-            # an unfinished last line is indexed once it is completed
-            if line_start != self._offset:
-                self._offset = line_start
-                n = min(self._TAIL, line_start)
-                self._tail = os.pread(fd, n, line_start - n)
+            self._index.update(f.fileno(), self._index_line, self._reset)
+
+    def _index_line(self, buf: bytes, start: int, end: int, offset: int) -> None:
+        if self._is_message(buf, start, end):
+            self._starts.append(offset)
+            self._ends.append(offset + end - start)
 
     @staticmethod
     def _is_message(buf: bytes, start: int, end: int) -> bool:
@@ -120,9 +82,7 @@ class Conversation:
 
     def _page(self, offset: int, limit: int) -> dict:
         total = len(self._starts)
-        offset = max(0, min(offset, total))
-        limit = max(1, min(limit, MAX_LIMIT))
-        end = min(total, offset + limit)
+        offset, end = window(offset, limit, total, MAX_LIMIT)
         messages = []
         if end > offset:
             with open(self.path, "rb") as f:
@@ -136,31 +96,7 @@ class Conversation:
                     if not isinstance(rec, dict):
                         raise _Stale()
                     messages.append(to_message(i, rec))
-        return {"messages": messages, "nextOffset": end if end < total else None, "total": total}
-
-
-class Conversations:
-    """The most recently paged conversations, by transcript path (their indexes are kept)."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._items: OrderedDict[str, Conversation] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: str) -> Conversation:
-        with self._lock:
-            conv = self._items.get(path)
-            if conv is None:
-                conv = self._items[path] = Conversation(path)
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            else:
-                self._items.move_to_end(path)
-            return conv
-
-    def forget(self, path: str) -> None:
-        with self._lock:
-            self._items.pop(path, None)
+        return page_of(messages, end, total)
 
 
 def _result_text(content) -> str:

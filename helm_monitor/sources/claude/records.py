@@ -6,7 +6,7 @@ checks types and treats anything unexpected as absent.
 
 from __future__ import annotations
 
-import re
+from helm_monitor.sources.text import as_int, clip, collapse, str_or_none  # noqa: F401  (R.clip etc.)
 
 # A user record whose text starts with one of these is injected by Claude Code
 # (slash-command echoes, shell output, system reminders, background-task
@@ -19,7 +19,6 @@ NOT_A_PROMPT_ORIGINS = frozenset({"task-notification"})
 
 FIRST_PROMPT_MAX = 200
 TITLE_PROMPT_MAX = 120
-_WS = re.compile(r"\s+")
 
 
 def text_of(content) -> str | None:
@@ -62,24 +61,6 @@ def prompt_of(record: dict) -> str | None:
     return stripped
 
 
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
-
-
-def collapse(text: str, limit: int) -> str:
-    return clip(_WS.sub(" ", text).strip(), limit)
-
-
-def as_int(value) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float) and value == value and value >= 0:
-        return int(value)
-    return 0
-
-
 def usage_of(message: dict) -> tuple[int, int, int, int]:
     """(input, output, cacheRead, cacheCreation) of an assistant message."""
     usage = message.get("usage")
@@ -91,7 +72,3 @@ def usage_of(message: dict) -> tuple[int, int, int, int]:
         as_int(usage.get("cache_read_input_tokens")),
         as_int(usage.get("cache_creation_input_tokens")),
     )
-
-
-def str_or_none(value) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from helm_monitor.sources.claude.catalog import Catalog, _Transcript
 from helm_monitor.sources.claude.transcript import SessionStats, TranscriptReader
+from helm_monitor.sources.saved import count as _int, entries
 
 # Bumped whenever what a read derives from the same bytes changes (prompt
 # rules, records recovered behind cut ones): older states are read again.
@@ -66,12 +67,6 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
     return reader
 
 
-def _int(value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(value)
-    return value
-
-
 def export_state(catalog: Catalog) -> dict:
     readers = {}
     for path, t in catalog._transcripts.items():
@@ -83,13 +78,8 @@ def export_state(catalog: Catalog) -> dict:
 
 def restore_state(catalog: Catalog, state: dict) -> int:
     """Offer saved readers to ``catalog``. Returns how many entries were usable."""
-    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("root") != catalog.layout.root:
-        return 0
-    readers = state.get("readers")
-    if not isinstance(readers, dict):
-        return 0
     restored = 0
-    for path, entry in readers.items():
+    for path, entry in entries(state, FORMAT, catalog.layout.root, "readers").items():
         try:
             project, session_id, data = entry
             info = catalog.layout.classify(path)

@@ -21,17 +21,16 @@ import os
 import threading
 from array import array
 
-
 from helm_monitor.sources.codex import records as R
 from helm_monitor.sources.codex.rollout import iter_zst_lines
-from helm_monitor.sources.jsonl import READ_CHUNK_BYTES
+from helm_monitor.sources.jsonl import OPEN_FLAGS as _FLAGS
+from helm_monitor.sources.pages import LineIndex, page_of, window
 from helm_monitor.sources.redact import redact_clipped
 
 MAX_LIMIT = 500
 TEXT_MAX = 20_000
 TOOL_INPUT_MAX = 2_000
 TOOL_RESULT_MAX = 4_000
-_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 PAGINATED, LEGACY, SHARED = 1, 2, 3
 _TOOL_CALLS = frozenset({"function_call", "custom_tool_call", "local_shell_call", "web_search_call"})
@@ -67,54 +66,27 @@ def tag_of(line: bytes) -> int:
 
 
 class _PlainIndex:
-    _TAIL = 32
-
     def __init__(self, path: str):
         self.path = path
-        self.inode = None
+        self.index = LineIndex()
         self.reset()
 
     def reset(self) -> None:
         self.starts, self.ends, self.tags = array("q"), array("q"), array("b")
-        self.offset, self.tail = 0, b""
 
     def update(self) -> None:
         fd = os.open(self.path, _FLAGS)
         try:
-            st = os.fstat(fd)
-            if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset or (
-                    self.tail and os.pread(fd, len(self.tail), self.offset - len(self.tail)) != self.tail)):
-                self.reset()
-            self.inode = st.st_ino
-            pos = line_start = self.offset
-            pieces: list[bytes] = []
-            while True:
-                chunk = os.pread(fd, READ_CHUNK_BYTES, pos)
-                if not chunk:
-                    break
-                start = 0
-                while True:
-                    nl = chunk.find(b"\n", start)
-                    if nl < 0:
-                        break
-                    line = b"".join(pieces) + chunk[start:nl] if pieces else chunk[start:nl]
-                    pieces = []
-                    tag = tag_of(line) if line else 0
-                    if tag:
-                        self.starts.append(line_start)
-                        self.ends.append(line_start + len(line))
-                        self.tags.append(tag)
-                    start = nl + 1
-                    line_start = pos + start
-                if start < len(chunk):
-                    pieces.append(chunk[start:])
-                pos += len(chunk)
-            if line_start != self.offset:
-                self.offset = line_start
-                n = min(self._TAIL, line_start)
-                self.tail = os.pread(fd, n, line_start - n)
+            self.index.update(fd, self._line, self.reset)
         finally:
             os.close(fd)
+
+    def _line(self, buf: bytes, start: int, end: int, offset: int) -> None:
+        tag = tag_of(buf[start:end])
+        if tag:
+            self.starts.append(offset)
+            self.ends.append(offset + end - start)
+            self.tags.append(tag)
 
     def line(self, i: int) -> bytes:
         fd = os.open(self.path, _FLAGS)
@@ -180,9 +152,7 @@ class Conversation:
         mode = PAGINATED if any(PAGINATED in idx.tags for idx in present) else LEGACY
         visible = [(idx, i) for idx in present for i, t in enumerate(idx.tags) if t == mode or t == SHARED]
         total = len(visible)
-        offset = max(0, min(offset, total))
-        limit = max(1, min(limit, MAX_LIMIT))
-        end = min(total, offset + limit)
+        offset, end = window(offset, limit, total, MAX_LIMIT)
         messages = []
         for n in range(offset, end):
             idx, i = visible[n]
@@ -192,7 +162,7 @@ class Conversation:
                 rec = None
             msg = to_message(n, rec) if isinstance(rec, dict) else None
             messages.append(msg or _placeholder(n))
-        return {"messages": messages, "nextOffset": end if end < total else None, "total": total}
+        return page_of(messages, end, total)
 
 
 def _placeholder(index: int) -> dict:

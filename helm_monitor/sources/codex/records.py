@@ -8,12 +8,12 @@ import re
 
 import orjson
 
-from helm_monitor.sources.base import iso_from_epoch  # noqa: F401  (used as R.iso_from_epoch)
-from helm_monitor.sources.redact import redact, redact_head
+from helm_monitor.sources.redact import redact
+# Used as R.<name> by the package.
+from helm_monitor.sources.text import as_int, collapse, iso_from_epoch, masked_clip, str_or_none  # noqa: F401
 
 PROMPT_MAX = 200
 TITLE_MAX = 120
-_WS = re.compile(r"\s+")
 
 # RolloutItem tags (codex-rs/history/src/lib.rs); anything else is logged once and skipped.
 KNOWN_TYPES = frozenset({
@@ -93,20 +93,6 @@ def norm_ts(value) -> str | None:
     return dt.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def str_or_none(value) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def as_int(value) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float) and value == value and value >= 0:
-        return int(value)
-    return 0
-
-
 def content_text(content) -> str | None:
     """The text of an item's ``content``: a string, or its text parts (``text``/``input_text``/``Text``…)."""
     if isinstance(content, str):
@@ -136,21 +122,12 @@ def user_prompt(payload: dict) -> str | None:
 
 def prompt_text(prompt: str) -> str:
     """A prompt as shown: masked, then cut to PROMPT_MAX (a secret straddling the cut is masked whole)."""
-    head, cut = redact_head(prompt, PROMPT_MAX)
-    return clip(head + "\u2026" if cut else head, PROMPT_MAX)
+    return masked_clip(prompt, PROMPT_MAX)
 
 
 def masked(value) -> str | None:
     text = str_or_none(value)
     return redact(text) if text else None
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
-
-
-def collapse(text: str, limit: int) -> str:
-    return clip(_WS.sub(" ", text).strip(), limit)
 
 
 def tokens_of(info) -> tuple[int, int, int, int] | None:

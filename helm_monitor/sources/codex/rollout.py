@@ -17,9 +17,8 @@ from typing import Callable
 import zstandard
 
 from helm_monitor.sources.codex import records as R
-from helm_monitor.sources.jsonl import MAX_LINE_BYTES, READ_CHUNK_BYTES, JsonlFollower
+from helm_monitor.sources.jsonl import MAX_LINE_BYTES, OPEN_FLAGS as _FLAGS, READ_CHUNK_BYTES, JsonlFollower
 
-_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 # warn(kind, detail): kind is "bad-json", "bad-utf8", "long-line", "unknown-type", "zst-corrupt", "zst-truncated"
 Warn = Callable[[str, str], None]

@@ -18,18 +18,18 @@ import errno
 import logging
 import os
 import stat
-import threading
-from collections import OrderedDict
 from typing import Iterator
 
 from helm_monitor.sources.base import UNTITLED, Source, Watch, WarnOnce, base_session
-from helm_monitor.sources.base import PASSING_ERRNOS, RETRY_FIRST_S, RETRY_MAX_S
+from helm_monitor.sources.base import PASSING_ERRNOS
 from helm_monitor.sources.codex import records as R
 from helm_monitor.sources.codex.conversation import Conversation
 from helm_monitor.sources.codex.layout import LOCK_NAME, ROLLOUT_NAME, Kind, Layout, plain_of
 from helm_monitor.sources.codex.rollout import RolloutFile
 from helm_monitor.sources.jsonl import JsonlFollower
+from helm_monitor.sources.pages import Recent
 from helm_monitor.sources.proc import file_id, flock_holders
+from helm_monitor.sources.retry import Retries, is_dir as _is_dir, scandir
 
 log = logging.getLogger(__name__)
 NAME_MAX = 200
@@ -53,11 +53,12 @@ class CodexSource(Source):
         self._locks: dict[str, tuple[int, int, int]] = {}  # thread id -> (major, minor, inode) of its lock file
         self._holders: dict[tuple[int, int, int], int] = {}
         self._holders_by_inode: dict[int, int | None] = {}
-        self._failed: dict[str, list] = {}  # path -> [is_dir, tries, due]
-        self._passing: set[int] = set()
+        self._retries = Retries(self.monotonic, log)
         self._warn = WarnOnce(log)
-        self._conversations: OrderedDict[str, Conversation] = OrderedDict()
-        self._conv_lock = threading.Lock()
+        self._conversations: Recent[str, Conversation] = Recent(lambda tid: Conversation([]), CONVERSATIONS_KEPT)
+        # Saved state (helm_monitor.sources.codex.state), used when its path is applied.
+        self._restored: dict[str, RolloutFile] = {}  # plain path -> reader
+        self._restored_index: tuple[JsonlFollower, dict[str, str]] | None = None
 
     # ------------------------------------------------------------ watching
     def watches(self) -> list[Watch]:
@@ -97,19 +98,7 @@ class CodexSource(Source):
                     stack.append(entry.path)
 
     def _scandir(self, path: str) -> list[os.DirEntry]:
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except OSError as exc:
-            if exc.errno in PASSING_ERRNOS:
-                self._later(path, True, exc)
-            else:
-                self._warn.warn((path, "dir"), "cannot list %s: %s; skipped", path, exc.strerror)
-            return []
-        self._warn.clear((path, "dir"))
-        return entries
+        return scandir(path, self._retries, self._warn)
 
     def known_paths(self) -> set[str]:
         known = {f.path for f in self._files.values()} | {self.layout.lock_path(t) for t in self._locks}
@@ -155,7 +144,7 @@ class CodexSource(Source):
         return warn
 
     def _apply_rollout(self, plain: str, name_id: str) -> set[str]:
-        old = self._files.get(plain)
+        old = self._files.get(plain) or self._restored.pop(plain, None)
         for candidate in (plain, plain + ".zst"):
             reader = old if old is not None and old.path == candidate else RolloutFile(candidate,
                                                                                          self._file_warner(candidate))
@@ -229,6 +218,10 @@ class CodexSource(Source):
         return {p for p in (old, parent) if p is not None and p in self._threads}
 
     def _apply_index(self) -> set[str]:
+        if not self._index_read and self._restored_index is not None:
+            self._index, names = self._restored_index
+            self._names.update(names)
+            self._restored_index = None
         before = dict(self._names)
         try:
             self._index.read(self._index_line, self._names.clear)
@@ -323,32 +316,13 @@ class CodexSource(Source):
     # ------------------------------------------------------------ retries
     @property
     def needs_retry(self) -> bool:
-        return bool(self._failed)
+        return bool(self._retries)
 
     def _later(self, path: str, is_dir: bool | None, exc: OSError) -> None:
-        r = self._failed.get(path)
-        if r is None:
-            r = self._failed[path] = [is_dir, 0, 0.0]
-        else:
-            r[1] += 1
-        r[2] = self.monotonic() + min(RETRY_FIRST_S * 2 ** r[1], RETRY_MAX_S)
-        if exc.errno not in self._passing:
-            self._passing.add(exc.errno)
-            log.warning("cannot read %s: %s; retrying it, and every other read that fails so, until it works",
-                        path, PASSING_ERRNOS[exc.errno])
+        self._retries.later(path, is_dir, exc)
 
     def retry(self) -> set[str]:
-        changed: set[str] = set()
-        now = self.monotonic()
-        for path, r in list(self._failed.items()):
-            if r[2] <= now:
-                tries = r[1]
-                changed |= self.apply(path, r[0])
-                if self._failed.get(path) is r and r[1] == tries:
-                    del self._failed[path]
-        if not self._failed:
-            self._passing.clear()
-        return changed
+        return self._retries.run(self.apply)
 
     # ------------------------------------------------------------ answering
     def session_ids(self) -> set[str]:
@@ -400,18 +374,30 @@ class CodexSource(Source):
         paths = [f.path for f in self._ordered(session_id)]
         if not paths:
             return None
-        with self._conv_lock:
-            conv = self._conversations.get(session_id)
-            if conv is None:
-                conv = self._conversations[session_id] = Conversation(paths)
-                while len(self._conversations) > CONVERSATIONS_KEPT:
-                    self._conversations.popitem(last=False)
-            else:
-                self._conversations.move_to_end(session_id)
-                if conv.paths != paths:
-                    with conv.lock:
-                        conv.set_paths(paths)
-            return conv
+        conv = self._conversations.get(session_id)
+        if conv.paths != paths:  # a rollout added or compressed since it was made
+            with conv.lock:
+                conv.set_paths(paths)
+        return conv
+
+    # ------------------------------------------------------------ parse state
+    def export_state(self) -> dict | None:
+        from helm_monitor.sources.codex import state
+        return state.export_state(self)
+
+    def restore_state(self, data) -> int:
+        from helm_monitor.sources.codex import state
+        return state.restore_state(self, data)
+
+    def offer_restored(self, plain: str, reader: RolloutFile) -> None:
+        self._restored[plain] = reader
+
+    def offer_restored_index(self, follower: JsonlFollower, names: dict[str, str]) -> None:
+        self._restored_index = (follower, names)
+
+    def drop_restored(self) -> None:
+        self._restored.clear()
+        self._restored_index = None
 
     def bytes_read(self, session_id: str) -> int:
         """Every byte read so far for a thread's rollouts (tests check what a change costs)."""
@@ -430,9 +416,3 @@ def _latest(files: list[RolloutFile], field: str, ts_field: str):
             best, best_key = value, key
     return best
 
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir(follow_symlinks=False)
-    except OSError:
-        return False

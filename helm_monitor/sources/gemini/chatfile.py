@@ -24,12 +24,11 @@ import orjson
 
 from helm_monitor.sources.base import WarnOnce
 from helm_monitor.sources.gemini.records import OTHER, ChatState
-from helm_monitor.sources.jsonl import JsonlFollower
+from helm_monitor.sources.jsonl import OPEN_FLAGS as _FLAGS, READ_CHUNK_BYTES, JsonlFollower
 
 log = logging.getLogger(__name__)
 
 LEGACY_MAX_BYTES = 32 * 1024 * 1024
-_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class ChatFile:
@@ -157,7 +156,7 @@ class ChatFile:
             chunks = []
             pos = 0
             while True:
-                chunk = os.pread(fd, 1024 * 1024, pos)
+                chunk = os.pread(fd, READ_CHUNK_BYTES, pos)
                 if not chunk:
                     break
                 chunks.append(chunk)

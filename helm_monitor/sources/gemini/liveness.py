@@ -12,8 +12,18 @@ ever. Mixed into :class:`~helm_monitor.sources.gemini.source.GeminiSource`.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from helm_monitor.sources.gemini.chatfile import ChatFile
-from helm_monitor.sources.gemini.procs import gemini_instances
+from helm_monitor.sources.proc import agent_processes, program_is, without_children
+
+
+def gemini_instances(proc_root: str = "/proc") -> dict[str, int]:
+    """Working directory -> how many Gemini CLI instances run there (processes of other users,
+    whose cwd cannot be read, are not seen). Its argv is ``node …/bundle/gemini.js …`` or
+    ``…/bin/gemini …``, and it relaunches itself once in a child: counted once."""
+    procs = agent_processes(lambda argv: program_is(argv, "gemini"), proc_root)
+    return dict(Counter(p.cwd for p in without_children(procs, proc_root)))
 
 
 class LivenessMixin:

@@ -17,10 +17,10 @@ Nothing here checks more than types: an unexpected shape counts as absent.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 
 from helm_monitor.sources.redact import redact_head
+from helm_monitor.sources.text import as_int, collapse, masked_clip, str_or_none
 
 PROMPT_MAX = 200
 # Of a prompt, this much is kept (unmasked, in memory only) and masked when shown: masking every
@@ -42,31 +42,6 @@ TOOL_RESULT = 2  # a user record carrying functionResponse parts only
 REPLY = 3  # a gemini record
 NOTICE = 4  # info / error / warning written by the CLI itself
 OTHER = 5  # a type this reader does not know
-
-_WS = re.compile(r"\s+")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
-
-
-def collapse(text: str, limit: int) -> str:
-    return clip(_WS.sub(" ", text).strip(), limit)
-
-
-def str_or_none(value) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def as_int(value) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float) and value == value and 0 <= value < 1e18:
-        return int(value)
-    return 0
-
 
 def part_text(content) -> str:
     """``partListUnionToString``: the text parts of a content value, joined (other parts are '')."""
@@ -90,8 +65,7 @@ def _has_function_response(content) -> bool:
 
 def prompt_text(text: str) -> str:
     """A prompt as shown: masked first (a secret the cut would split is masked whole), then cut."""
-    head, cut = redact_head(text, PROMPT_MAX)
-    return clip(head + "\u2026" if cut else head, PROMPT_MAX)
+    return masked_clip(text, PROMPT_MAX)
 
 
 def masked_summary(value) -> str | None:

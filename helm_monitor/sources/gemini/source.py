@@ -33,8 +33,10 @@ from typing import Callable, Iterator
 
 from helm_monitor.sources.base import STEADY_CLOCK, UNTITLED, Source, Watch, WarnOnce, base_session
 from helm_monitor.sources.base import PASSING_ERRNOS, iso_from_epoch
+from helm_monitor.sources.pages import Recent
+from helm_monitor.sources.retry import Retries, is_dir, scandir
 from helm_monitor.sources.gemini.chatfile import LEGACY_MAX_BYTES, ChatFile
-from helm_monitor.sources.gemini.conversation import Conversations
+from helm_monitor.sources.gemini.conversation import ChatConversation
 from helm_monitor.sources.gemini.liveness import LivenessMixin
 from helm_monitor.sources.gemini.projects import ProjectsMixin
 
@@ -44,8 +46,6 @@ log = logging.getLogger(__name__)
 # (the process scan lags, or runs as another user whose cwd cannot be read), then ended.
 RECENT_WRITE_S = 30.0
 PROC_SCAN_S = 2.5  # /proc is scanned at most this often
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 2.0
 
 ROOT, PROJECTS, TMP, SLUG, PROJECT_ROOT, CHATS, CHAT, SUB_DIR, SUB, OTHER = range(10)
 
@@ -82,9 +82,10 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
         self._reported: dict[str, str] = {}  # session id -> status last built
         self._instances: dict[str, int] = {}
         self._scanned_at: float | None = None
-        self._failed: dict[str, list] = {}  # path -> [is_dir, tries, due]
-        self._passing: set[int] = set()
-        self._conversations = Conversations(8)
+        self._retries = Retries(self.monotonic, log)
+        self._conversations = Recent(ChatConversation, 8)
+        # Chat files of a saved state (helm_monitor.sources.gemini.state), used when their path is applied.
+        self._restored: dict[str, ChatFile] = {}
 
     # ---------------------------------------------------------------- layout
     def watches(self) -> list[Watch]:
@@ -158,26 +159,9 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
                     yield entry.path
 
     def _scandir(self, path: str) -> list[os.DirEntry]:
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except OSError as exc:
-            if exc.errno in PASSING_ERRNOS:
-                self._later(path, True, exc)
-            else:
-                self._warn.warn((path, "dir"), "cannot list %s: %s; skipped", path, exc.strerror)
-            return []
-        self._warn.clear((path, "dir"))
-        return entries
+        return scandir(path, self._retries, self._warn)
 
-    @staticmethod
-    def _is_dir(entry: os.DirEntry) -> bool:
-        try:
-            return entry.is_dir(follow_symlinks=False)
-        except OSError:
-            return False
+    _is_dir = staticmethod(is_dir)
 
     def known_paths(self) -> set[str]:
         known = set(self._files)
@@ -209,22 +193,13 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
     def _apply_dir(self, path: str, kind: int) -> set[str]:
         """A directory appeared, went or moved: reconcile everything below it."""
         below = [p for p in self.known_paths() if p.startswith(path + os.sep)]
-        changed: set[str] = set()
-        present = set()
-        if os.path.isdir(path):
-            for p in self._walk(path, kind):
-                present.add(p)
-                changed |= self.apply(p)
-        for p in below:
-            if p not in present:
-                changed |= self.apply(p)
-        return changed
+        return self.reconcile(self._walk(path, kind) if os.path.isdir(path) else (), below)
 
     def _apply_chat(self, path: str, slug: str) -> set[str]:
         f = self._files.get(path)
         new = f is None
         if new:
-            f = ChatFile(path, slug, self._warn, self.legacy_max_bytes)
+            f = self._restored.pop(path, None) or ChatFile(path, slug, self._warn, self.legacy_max_bytes)
         old_sid = f.session_id
         try:
             changed = f.update()
@@ -280,7 +255,7 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
 
     def _forget(self, path: str) -> set[str]:
         f = self._files.pop(path, None)
-        self._failed.pop(path, None)
+        self._retries.forget(path)
         self._warn.clear_prefix(path)
         self._conversations.forget(path)
         if f is None or f.session_id is None:
@@ -345,33 +320,13 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
     # ---------------------------------------------------------------- retries
     @property
     def needs_retry(self) -> bool:
-        return bool(self._failed)
+        return bool(self._retries)
 
     def retry(self) -> set[str]:
-        changed: set[str] = set()
-        now = self.monotonic()
-        for path, r in list(self._failed.items()):
-            if r[2] <= now:
-                tries = r[1]
-                changed |= self.apply(path, r[0])
-                if self._failed.get(path) is r and r[1] == tries:
-                    del self._failed[path]
-        if self._passing and not self._failed:
-            log.info("reads work again; every read that had failed is done")
-            self._passing.clear()
-        return changed
+        return self._retries.run(self.apply)
 
     def _later(self, path: str, is_dir: bool | None, exc: OSError) -> None:
-        r = self._failed.get(path)
-        if r is None:
-            r = self._failed[path] = [is_dir, 0, 0.0]
-        else:
-            r[1] += 1
-        r[2] = self.monotonic() + min(RETRY_FIRST_S * 2 ** r[1], RETRY_MAX_S)
-        if exc.errno not in self._passing:
-            self._passing.add(exc.errno)
-            log.warning("cannot %s %s: %s; retrying it, and every other read that fails so, until it works",
-                        "list" if is_dir else "read", path, PASSING_ERRNOS[exc.errno])
+        self._retries.later(path, is_dir, exc)
 
     # ---------------------------------------------------------------- answers
     def session_ids(self) -> set[str]:
@@ -412,6 +367,26 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
     def conversation(self, session_id: str):
         path = self._primary.get(session_id)
         return None if path is None else self._conversations.get(path)
+
+    # ---------------------------------------------------------------- parse state
+    def export_state(self) -> dict | None:
+        from helm_monitor.sources.gemini import state
+        return state.export_state(self)
+
+    def restore_state(self, data) -> int:
+        from helm_monitor.sources.gemini import state
+        return state.restore_state(self, data)
+
+    def is_chat_of(self, path: str, slug: str) -> bool:
+        """``path`` is a chat file of this root, in project folder ``slug``."""
+        kind, parts = self._classify(path, False)
+        return kind == CHAT and path == os.path.normpath(path) and parts[1] == slug
+
+    def offer_restored(self, path: str, f: ChatFile) -> None:
+        self._restored[path] = f
+
+    def drop_restored(self) -> None:
+        self._restored.clear()
 
     @property
     def bytes_read(self) -> int:

@@ -15,10 +15,10 @@ from typing import NamedTuple
 import orjson
 
 from helm_monitor.sources.redact import redact_head
+from helm_monitor.sources.text import as_int, collapse, str_or_none  # noqa: F401  (R.<name>)
 
 TITLE_PROMPT_MAX = 120
 PROMPT_MAX = 200
-_WS = re.compile(r"\s+")
 # Titles OpenCode gives a session until the small model has named it
 # (``New session - 2026-12-01T06:17:26.373Z``; sub-agents: ``Child session - …``).
 _PLACEHOLDER_TITLE = re.compile(r"^(?:New|Child) session - \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z$")
@@ -60,24 +60,10 @@ def load(data) -> dict:
     return obj
 
 
-def as_int(value) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float) and value == value and value >= 0:
-        return int(value)
-    return 0
-
-
 def as_float(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         return None
     return float(value)
-
-
-def str_or_none(value) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def tokens_of(obj) -> tuple[int, int, int, int]:
@@ -134,14 +120,6 @@ def part_of(pid: str, message_id: str, updated, data) -> Part:
             and obj.get("ignored") is not True:
         body = obj["text"]
     return Part(pid, message_id, as_int(updated), kind, body, size)
-
-
-def clip(s: str, limit: int) -> str:
-    return s if len(s) <= limit else s[: limit - 1].rstrip() + "\u2026"
-
-
-def collapse(s: str, limit: int) -> str:
-    return clip(_WS.sub(" ", s).strip(), limit)
 
 
 def unquote_run_prompt(s: str) -> str:

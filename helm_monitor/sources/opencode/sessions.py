@@ -8,7 +8,6 @@ out from them on demand and cached until the next change.
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import NamedTuple
 
 import orjson
@@ -16,6 +15,7 @@ import orjson
 from helm_monitor.sources.base import UNTITLED, base_session
 from helm_monitor.sources.opencode import records as R
 from helm_monitor.sources.redact import redact_head
+from helm_monitor.sources.text import iso_from_ms
 
 SOURCE = "opencode"
 
@@ -49,10 +49,6 @@ def session_row(row) -> SessionRow:
     return SessionRow(row[0], t(row[1]), t(row[2]), t(row[3]), R.as_int(row[4]), R.as_int(row[5]),
                       t(row[6]), t(row[7]), t(row[8]), num(row[9]), num(row[10]), num(row[11]), num(row[12]),
                       num(row[13]), num(row[14]), t(row[15]), t(row[16]), num(row[17]), t(row[18]))
-
-
-def iso_from_ms(ms: int) -> str:
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _is_run_session(row: SessionRow) -> bool:
