@@ -21,7 +21,7 @@ import pytest
 
 from helm_monitor.sources.base import Watch
 from helm_monitor.sources.gemini import GeminiSource, default_root
-from helm_monitor.sources.gemini.procs import is_gemini
+from helm_monitor.sources.proc import program_is
 from tests.support.gemini import CONTEXT_ID, GeminiHome, append, dumps, tokens
 from tests.support.server import wait_until
 
@@ -164,7 +164,9 @@ def test_sample_conversation_pages(sample_dir, no_proc):
     conv = src.conversation("ace2799a-977a-4ba4-aed3-33b94d17d73c")
     with conv.lock:
         page = conv.page(0, 3)
-    assert page["total"] == 8 and page["nextOffset"] == 3
+    # 8 messages in the resume's checkpoint (line 15), one of them the "<reply id>_response" echo of
+    # the tool result that the next message (the one recorded when the tool ran) carries too.
+    assert page["total"] == 7 and page["nextOffset"] == 3
     kinds = [(m["role"], m["kind"]) for m in page["messages"]]
     assert kinds == [("user", "meta"), ("user", "prompt"), ("assistant", "reply")]
     assert page["messages"][0]["uuid"] == CONTEXT_ID
@@ -176,15 +178,17 @@ def test_sample_conversation_pages(sample_dir, no_proc):
         rest = conv.page(3, 100)
     assert rest["nextOffset"] is None
     msgs = rest["messages"]
-    assert [m["index"] for m in msgs] == [3, 4, 5, 6, 7]
+    assert [m["index"] for m in msgs] == [3, 4, 5, 6]
+    assert [m["kind"] for m in msgs].count("tool-result") == 1  # the echo is not shown twice
+    assert msgs[0]["uuid"] == "a6bc08cf-88ed-4a18-b615-380607857250"
     assert msgs[0]["kind"] == "tool-result" and msgs[0]["blocks"][0]["type"] == "tool_result"
     assert msgs[0]["blocks"][0]["toolUseId"] == "run_shell_command__run_shell_command_1796105980781_0"
     assert "Output: hi" in msgs[0]["blocks"][0]["text"] and msgs[0]["blocks"][0]["isError"] is False
-    assert msgs[3] == {"index": 6, "uuid": "2f9bc753-ea22-4749-8257-f88e31f66c08", "role": "user", "kind": "prompt",
+    assert msgs[2] == {"index": 5, "uuid": "2f9bc753-ea22-4749-8257-f88e31f66c08", "role": "user", "kind": "prompt",
                        "timestamp": "2026-12-01T06:19:49.156Z", "model": None, "messageId": None,
                        "blocks": [{"type": "text", "text": "Follow-up sent with resume"}]}
-    assert msgs[4]["model"] == "gemini-2.5-flash" and msgs[4]["kind"] == "reply"
-    assert msgs[4]["blocks"][0]["text"].startswith("This is a scripted reply")
+    assert msgs[3]["model"] == "gemini-2.5-flash" and msgs[3]["kind"] == "reply"
+    assert msgs[3]["blocks"][0]["text"].startswith("This is a scripted reply")
 
     # The tool session keeps its own toolCalls record (line 7): a tool_use with the tool's display name.
     conv = src.conversation("817f3b0f-50e6-495a-aac1-c9cb99f079a9")
@@ -672,11 +676,16 @@ def test_conversation_pages_from_another_thread_while_the_file_grows(home, no_pr
 
 # ---------------------------------------------------------------------------- liveness
 def test_is_gemini_matches_the_real_argv():
+    def is_gemini(argv):
+        return program_is(argv, "gemini")
     assert is_gemini(("node", "/usr/lib/node_modules/@google/gemini-cli/bundle/gemini.js", "-p", "hi"))
+    # past two interpreter options: the script is the first argument that is not one
     assert is_gemini(("node", "--max-old-space-size=8192", "--no-warnings",
                       "/usr/lib/node_modules/@google/gemini-cli/bundle/gemini.js"))
     assert is_gemini(("/usr/local/bin/gemini",))
     assert not is_gemini(("node", "/srv/app/server.js")) and not is_gemini(("vim", "gemini.md"))
+    # an argument of the script is not the script
+    assert not is_gemini(("node", "--inspect", "--trace-warnings", "/srv/app/server.js", "gemini.js"))
 
 
 @pytest.fixture
@@ -774,3 +783,106 @@ def test_an_append_to_a_big_chat_reads_only_the_appended_bytes(home, no_proc):
     assert src.bytes_read - before == added
     s = src.session(chat.id)
     assert s["messageCount"] == 10_001 and s["tokens"]["input"] == 7 and s["sizeBytes"] == size + added
+
+
+# ---------------------------------------------------------------------------- saved state
+def _restarted(root, tmp_path, no_proc, save_from: GeminiSource) -> tuple[GeminiSource, int]:
+    """A fresh source over ``root`` given what ``save_from`` saved, through the live layer's real cache."""
+    from helm_monitor.live.cache import StateCache
+    cache = StateCache(tmp_path / "cache", str(root), "gemini")
+    assert cache.save(save_from)
+    src = GeminiSource(str(root), proc_root=no_proc, clock=lambda: NOW)
+    restored = cache.load_into(src)
+    src.full_scan()
+    src.drop_restored()
+    return src, restored
+
+
+def test_restart_over_an_unchanged_history_reads_no_chat_file(sample_dir, home, no_proc, tmp_path):
+    root = sample_dir(SAMPLE) / "home" / ".gemini"
+    first = scan(root, no_proc)
+    assert first.bytes_read > 0
+    before = first.sessions()
+    src, restored = _restarted(root, tmp_path, no_proc, first)
+    assert restored == len(first._files)
+    assert src.bytes_read == 0
+    assert src.sessions() == before
+
+
+def test_restart_keeps_rewinds_checkpoints_legacy_files_and_masking(home, no_proc, tmp_path):
+    proj = home.project("/work/alpha")
+    chat = proj.session()
+    secret = "sk-ant-api03-" + "B" * 40
+    p1 = chat.prompt(f"first, with {secret}")
+    chat.reply("one", tokens(100, 1))
+    p2 = chat.prompt("second")
+    chat.reply("two", tokens(200, 2))
+    chat.append({"$rewindTo": p2})
+    legacy = {"sessionId": "0ld5e551-0000-4000-8000-000000000001", "projectHash": proj.hash,
+              "startTime": "2025-09-01T10:00:00.000Z", "lastUpdated": "2025-09-01T10:05:00.000Z",
+              "messages": [{"id": "u1", "timestamp": "2025-09-01T10:00:01.000Z", "type": "user", "content": "hi"}]}
+    (proj.chats / "session-2025-09-01T10-00-0ld5e551.json").write_text(json.dumps(legacy))
+    first = scan(home.root, no_proc)
+    before = first.sessions()
+    assert before[chat.id]["messageCount"] == 2
+    state = first.export_state()
+    assert secret not in json.dumps(state)  # the state is a file on disk: prompts are saved masked
+    src, _ = _restarted(home.root, tmp_path, no_proc, first)
+    assert src.bytes_read == 0 and src.sessions() == before
+    # replay goes on from the restored facts: a rewind to the first prompt empties the list
+    n = chat.append({"$rewindTo": p1})
+    src.apply(str(chat.path))
+    assert src.bytes_read == n and src.session(chat.id)["messageCount"] == 0
+    fresh = scan(home.root, no_proc)
+    assert src.sessions() == fresh.sessions()
+
+
+def test_an_append_after_the_save_reads_only_the_appended_bytes_gemini(home, no_proc, tmp_path):
+    proj = home.project("/work/alpha")
+    chat = proj.session()
+    chat.prompt("first")
+    chat.reply("one", tokens(100, 1))
+    other = proj.session()
+    other.prompt("the neighbour")
+    first = scan(home.root, no_proc)
+    size = chat.path.stat().st_size
+    chat.prompt("second")
+    chat.reply("two", tokens(200, 2))
+    appended = chat.path.stat().st_size - size
+    src, _ = _restarted(home.root, tmp_path, no_proc, first)
+    assert src.bytes_read == appended
+    s = src.session(chat.id)
+    assert (s["messageCount"], s["firstPrompt"], s["lastPrompt"], s["tokens"]["input"]) == (4, "first", "second", 300)
+    assert src.sessions() == scan(home.root, no_proc).sessions()
+
+
+def test_a_corrupt_or_foreign_entry_is_read_again_and_the_rest_used_gemini(home, no_proc, tmp_path):
+    proj = home.project("/work/alpha")
+    chats = []
+    for text in ("a", "b", "c", "d"):
+        chat = proj.session()
+        chat.prompt(f"prompt {text}")
+        chat.reply("reply", tokens(10, 1))
+        chats.append(chat)
+    a, b, c, d = chats
+    first = scan(home.root, no_proc)
+    before = first.sessions()
+    state = json.loads(json.dumps(first.export_state()))
+    entries = state["chats"]
+    entries[str(a.path)]["state"]["messages"][1][1] = "reply"  # a kind of the wrong type
+    entries[str(b.path)]["follower"]["tail"] = "zz"  # not hex
+    entries[str(c.path)]["slug"] = "another-project"  # not where the file is
+    foreign = str(home.root.parent / "elsewhere" / d.path.name)
+    entries[foreign] = entries[str(d.path)]
+    src = GeminiSource(str(home.root), proc_root=no_proc, clock=lambda: NOW)
+    assert src.restore_state(state) == 1  # d's own entry alone
+    src.full_scan()
+    src.drop_restored()
+    assert src.bytes_read == sum(x.path.stat().st_size for x in (a, b, c))
+    assert src.sessions() == before
+    assert GeminiSource(str(home.root)).restore_state(dict(state, format=state["format"] + 1)) == 0
+    assert GeminiSource(str(home.root)).restore_state(dict(state, root="/elsewhere")) == 0
+
+
+def test_nothing_read_saves_no_state_gemini(home, no_proc):
+    assert scan(home.root, no_proc).export_state() is None  # no cache file for an agent not used here

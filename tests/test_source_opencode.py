@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -502,3 +503,38 @@ def test_unreadable_directory(open_dir):
     finally:
         writer.stop()
 
+
+
+def test_its_own_reads_do_not_make_it_read_again(tmp_path):
+    """Opening the database makes an event of its own (as root SQLite fchown()s the WAL: an
+    inotify ATTRIB, reported as a modification). Watched for real, an idle database is read
+    once, not once per window forever; a real commit still shows at once."""
+    from helm_monitor.live.broadcaster import Broadcaster
+    from helm_monitor.live.monitor import Monitor
+    from helm_monitor.live.sources import SourceSet
+    from helm_monitor.live.store import SessionStore
+    from helm_monitor.live.watcher import Watcher
+
+    db = new_db(tmp_path)
+    sid = db.session("/home/user/code/alpha")
+    db.user(sid, "first")
+    source = make_source(tmp_path)
+    store = SessionStore(Broadcaster())
+    monitor = Monitor(SourceSet([source], "h"), store, debounce_s=0.1)
+    watcher = Watcher(source.watches(), monitor.notify)
+    watcher.start()
+    monitor.start()
+    try:
+        assert monitor.ready.wait(10)
+        db.user(sid, "second")
+        wait_until(lambda: (store.get(f"h:opencode:{sid}") or {}).get("lastPrompt") == "second", 3,
+                   message="the commit")
+        settled = source.looks
+        time.sleep(1.5)  # nothing to wait for: 15 windows in which a look per window would show
+        assert source.looks <= settled + 1, f"{source.looks - settled} reads of an idle database in 1.5 s"
+        db.user(sid, "third")
+        wait_until(lambda: store.get(f"h:opencode:{sid}")["lastPrompt"] == "third", 1, message="the next commit")
+    finally:
+        watcher.stop()
+        monitor.stop()
+        db.close()

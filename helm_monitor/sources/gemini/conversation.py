@@ -18,16 +18,16 @@ from collections import OrderedDict
 
 import orjson
 
-from helm_monitor.sources.gemini.records import IGNORED_PREFIXES, part_text, str_or_none
+from helm_monitor.sources.jsonl import OPEN_FLAGS as _FLAGS, READ_CHUNK_BYTES
+from helm_monitor.sources.pages import LineIndex, page_of, window
+from helm_monitor.sources.gemini.records import IGNORED_PREFIXES, part_text
+from helm_monitor.sources.text import str_or_none
 from helm_monitor.sources.redact import redact_clipped
 
 MAX_LIMIT = 500
 TEXT_MAX = 20_000
 TOOL_INPUT_MAX = 2_000
 TOOL_RESULT_MAX = 4_000
-READ_CHUNK_BYTES = 1024 * 1024
-_TAIL = 32
-_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class _Stale(Exception):
@@ -38,15 +38,14 @@ class ChatConversation:
     def __init__(self, path: str):
         self.path = path
         self.lock = threading.Lock()
-        self._inode: int | None = None
+        self._lines = LineIndex()
         self._legacy = path.endswith(".json")
         self._reset()
 
     def _reset(self) -> None:
         # id -> (start, end, element of a checkpoint's list or -1 for a message line)
         self._index: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
-        self._offset = 0
-        self._tail = b""
+        self._lines.offset, self._lines.tail = 0, b""
         self._legacy_doc: list | None = None
         self._legacy_key = None
 
@@ -58,46 +57,16 @@ class ChatConversation:
         if self._legacy:
             self._update_legacy(fd, st)
             return
-        if self._inode is not None and (
-                st.st_ino != self._inode or st.st_size < self._offset
-                or (self._tail and os.pread(fd, len(self._tail), self._offset - len(self._tail)) != self._tail)):
-            self._reset()
-        self._inode = st.st_ino
-        pos = line_start = self._offset
-        pending: list[bytes] = []
-        while True:
-            chunk = os.pread(fd, READ_CHUNK_BYTES, pos)
-            if not chunk:
-                break
-            start = 0
-            while True:
-                nl = chunk.find(b"\n", start)
-                if nl < 0:
-                    break
-                if pending:
-                    pending.append(chunk[start:nl])
-                    self._index_line(b"".join(pending), line_start)
-                    pending = []
-                elif nl > start:
-                    self._index_line(chunk[start:nl], pos + start)
-                start = nl + 1
-                line_start = pos + start
-            if start < len(chunk):
-                pending.append(chunk[start:])
-            pos += len(chunk)
-        if line_start != self._offset:
-            self._offset = line_start
-            n = min(_TAIL, line_start)
-            self._tail = os.pread(fd, n, line_start - n)
+        self._lines.update(fd, self._index_line, self._reset)
 
-    def _index_line(self, line: bytes, start: int) -> None:
+    def _index_line(self, buf: bytes, start: int, stop: int, offset: int) -> None:
         try:
-            rec = orjson.loads(line)
+            rec = orjson.loads(buf[start:stop])
         except orjson.JSONDecodeError:
             return
         if not isinstance(rec, dict):
             return
-        end = start + len(line)
+        start, end = offset, offset + stop - start
         index = self._index
         if isinstance(rec.get("$rewindTo"), str):
             mid = rec["$rewindTo"]
@@ -110,8 +79,10 @@ class ChatConversation:
             index[rec["id"]] = (start, end, -1)
         elif isinstance(rec.get("$set"), dict) and isinstance(rec["$set"].get("messages"), list):
             index.clear()
-            for i, msg in enumerate(rec["$set"]["messages"]):
-                if isinstance(msg, dict) and isinstance(msg.get("id"), str):
+            msgs = rec["$set"]["messages"]
+            echoes = _echoed_responses(msgs)
+            for i, msg in enumerate(msgs):
+                if isinstance(msg, dict) and isinstance(msg.get("id"), str) and i not in echoes:
                     index[msg["id"]] = (start, end, i)
         elif isinstance(rec.get("messages"), list) and isinstance(rec.get("sessionId"), str):
             for i, msg in enumerate(rec["messages"]):
@@ -151,17 +122,13 @@ class ChatConversation:
             os.close(fd)
 
     def _page(self, fd: int, offset: int, limit: int) -> dict:
-        limit = max(1, min(limit, MAX_LIMIT))
         if self._legacy:
             msgs = self._legacy_doc or []
             total = len(msgs)
-            offset = max(0, min(offset, total))
-            end = min(total, offset + limit)
-            out = [to_message(i, msgs[i]) for i in range(offset, end)]
-            return {"messages": out, "nextOffset": end if end < total else None, "total": total}
+            offset, end = window(offset, limit, total, MAX_LIMIT)
+            return page_of([to_message(i, msgs[i]) for i in range(offset, end)], end, total)
         total = len(self._index)
-        offset = max(0, min(offset, total))
-        end = min(total, offset + limit)
+        offset, end = window(offset, limit, total, MAX_LIMIT)
         out = []
         cached: tuple[int, list] | None = None  # the last checkpoint line read
         items = list(self._index.items())[offset:end]
@@ -186,31 +153,32 @@ class ChatConversation:
             if not isinstance(msg, dict) or msg.get("id") != mid:
                 raise _Stale()
             out.append(to_message(i, msg))
-        return {"messages": out, "nextOffset": end if end < total else None, "total": total}
+        return page_of(out, end, total)
 
 
-class Conversations:
-    """The most recently paged conversations, by file path."""
+def _response_ids(msg) -> list:
+    return [p["functionResponse"].get("id") for p in _parts(msg.get("content"))
+            if isinstance(p, dict) and isinstance(p.get("functionResponse"), dict)]
 
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._items: OrderedDict[str, ChatConversation] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def get(self, path: str) -> ChatConversation:
-        with self._lock:
-            conv = self._items.get(path)
-            if conv is None:
-                conv = self._items[path] = ChatConversation(path)
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            else:
-                self._items.move_to_end(path)
-            return conv
+def _echoed_responses(msgs: list) -> set[int]:
+    """Places of ``<reply id>_response`` messages whose tool results another message of the list carries.
 
-    def forget(self, path: str) -> None:
-        with self._lock:
-            self._items.pop(path, None)
+    A checkpoint rebuilt from the API history (``--resume``) holds each tool result twice: as
+    the message the CLI recorded when the tool ran, and as a ``<reply id>_response`` echo.
+    """
+    answered: dict[str, int] = {}
+    for i, msg in enumerate(msgs):
+        if isinstance(msg, dict) and not str(msg.get("id", "")).endswith("_response"):
+            for rid in _response_ids(msg):
+                answered.setdefault(rid, i)
+    out = set()
+    for i, msg in enumerate(msgs):
+        if isinstance(msg, dict) and str(msg.get("id", "")).endswith("_response"):
+            ids = _response_ids(msg)
+            if ids and all(rid in answered for rid in ids):
+                out.add(i)
+    return out
 
 
 # -------------------------------------------------------------------- rendering

@@ -40,14 +40,17 @@ from helm_monitor.sources.opencode import records as R
 from helm_monitor.sources.opencode.conversation import OpenCodeConversation
 from helm_monitor.sources.opencode.sessions import SessionRows, session_row
 from helm_monitor.sources.proc import agent_processes, program_is
+from helm_monitor.sources.retry import backoff
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 0.25
 PROC_SCAN_INTERVAL_S = 2.5
 SLACK_MS = 5000
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 2.0
+
+
+# Files written less than this before a look are not trusted to show a later change by their times.
+RECENT_WRITE_NS = 50_000_000
 
 
 class OpenCodeSource(Source):
@@ -78,6 +81,8 @@ class OpenCodeSource(Source):
         self._status: dict[str, str] = {}
         self.rows_read = 0  # rows fetched from SQLite (tests check costs)
         self.looks = 0  # reads of the database that ran
+        # (inode, size, mtime) of the database and its WAL at the last look that read them all.
+        self._seen: tuple | None = None
 
     # ------------------------------------------------------------ watching
     def watches(self) -> list[Watch]:
@@ -98,6 +103,10 @@ class OpenCodeSource(Source):
             return set()
         return self._look()
 
+    def full_scan(self) -> set[str]:
+        self._seen = None  # a rescan reads, whatever the files' times say
+        return super().full_scan()
+
     # ------------------------------------------------------------ retrying
     @property
     def needs_retry(self) -> bool:
@@ -109,13 +118,31 @@ class OpenCodeSource(Source):
         return self._look()
 
     def _later(self, what: str, message: str) -> set[str]:
-        self._retry_due = self.monotonic() + min(RETRY_FIRST_S * 2 ** self._retry_tries, RETRY_MAX_S)
+        self._retry_due = self.monotonic() + backoff(self._retry_tries)
         self._retry_tries += 1
         self._warn.warn(("db", what), "%s; what was known is kept and the read is retried until it works", message)
         return set()
 
     # ------------------------------------------------------------ reading
+    def _files_now(self) -> tuple:
+        out = []
+        for path in (self.db_path, self.db_path + "-wal"):
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append(None)
+            else:
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
     def _look(self) -> set[str]:
+        # Opening the database makes events of its own: as root, SQLite fchown()s the WAL it
+        # opens (an inotify ATTRIB, which watchdog reports as a modification), so every look
+        # would schedule the next one, a read per window forever and a real change waiting
+        # for that window. A look whose files have not changed since the last one reads nothing.
+        files = self._files_now()
+        if files == self._seen and self._retry_due is None:
+            return set()
         try:
             st = os.stat(self.db_path)
         except OSError as exc:
@@ -172,6 +199,11 @@ class OpenCodeSource(Source):
         self._warn.clear_prefix("db")
         self._file_id = file_id
         self._loaded = True
+        # File times are coarse (a clock tick): a commit in the same tick as the stat above and
+        # leaving the sizes alone (a WAL restarted after a checkpoint) would look unchanged. Files
+        # written that recently are looked at again at their next event.
+        newest = max((f[2] for f in files if f is not None), default=0)
+        self._seen = files if self.clock() * 1e9 - newest > RECENT_WRITE_NS else None
         return changed
 
     def _failed(self, exc: sqlite3.Error) -> set[str]:
