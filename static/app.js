@@ -11,7 +11,10 @@
  * Query parameters (all optional, all kept in bookmarks):
  *   q=<text>         search as you type
  *   project=<path>   show one project only
- *   session=<id>     the open session view
+ *   agent=<source>   show one agent's sessions only (claude-code, codex, opencode, gemini)
+ *   session=<key>    the open session view, by the session's key (<host>:<source>:<id>). A
+ *                    value without ':' is a Claude Code id from a first-version bookmark: it is
+ *                    resolved to its key and the address rewritten (history.replaceState)
  *   backoff=<ms>     first stream reconnect delay (default 1000, at least 20). The delay
  *                    doubles per failed attempt up to 16x that value (at most 30 s), with
  *                    jitter. Tests use a small value so the fallback happens quickly.
@@ -43,10 +46,13 @@
   const FOLD_CHARS = 1600;
   const FOLD_LINES = 24;
   const NEAR_BOTTOM_PX = 96;
-  const OWN_PARAMS = ['q', 'project', 'session'];
+  const OWN_PARAMS = ['q', 'project', 'agent', 'session'];
 
   const ROOT = document.body.dataset.root || '/';
-  const API = ROOT + 'api/claude-sessions';
+  // Every agent's sessions, each named by its key (<host>:<source>:<id>).
+  const API = ROOT + 'api/sessions';
+  // Claude Code only, named by the agent's own id: resolves first-version bookmarks.
+  const CLAUDE_API = ROOT + 'api/claude-sessions';
   const BASE_TITLE = 'helm-monitor';
 
   // -- masking (SPEC section 6; mirrors helm_monitor/claude/redact.py) ---------------
@@ -128,7 +134,7 @@
 
   const STATUSES = ['busy', 'waiting', 'idle', 'ended'];
   const STATUS_HINT = {
-    busy: 'Claude is working',
+    busy: 'The agent is working',
     waiting: 'Waiting for you to answer',
     idle: 'Running, ready for a prompt',
     ended: 'No live process',
@@ -187,6 +193,39 @@
     return model ? String(model).replace(/^claude-/, '') : '';
   }
 
+  // The agents' names as the page shows them (Session.source -> label).
+  const AGENTS = { 'claude-code': 'Claude', codex: 'Codex', opencode: 'OpenCode', gemini: 'Gemini' };
+
+  function agentLabel(source) {
+    return AGENTS[source] || String(source || 'agent');
+  }
+
+  /** What names a session everywhere on the page: its key (an older server: its id). */
+  function keyOf(session) {
+    return session && typeof session.key === 'string' ? session.key : session && session.id;
+  }
+
+  /** A key is <host>:<source>:<id>; a bare id (no ':') is a Claude Code id from an old bookmark. */
+  function isKey(value) {
+    return String(value).includes(':');
+  }
+
+  /** The agent a key names (hosts and sources hold no ':'), for a session not listed yet. */
+  function sourceOfKey(value) {
+    const parts = String(value).split(':');
+    return parts.length >= 3 ? parts[1] : 'claude-code';
+  }
+
+  /** The key of the listed Claude Code session with this id (the most recently updated one). */
+  function claudeKeyOf(id) {
+    let best = null;
+    for (const s of state.sessions.values()) {
+      if (s.id !== id || (s.source && s.source !== 'claude-code')) continue;
+      if (!best || timeOf(s.updatedAt) > timeOf(best.updatedAt)) best = s;
+    }
+    return best ? keyOf(best) : null;
+  }
+
   function projectKey(session) {
     return session.projectPath || session.projectDir || '(unknown project)';
   }
@@ -203,12 +242,14 @@
   // -- state ----------------------------------------------------------------------------
 
   const state = {
-    sessions: new Map(), // id -> Session
-    rows: new Map(), // id -> row record
+    sessions: new Map(), // key -> Session
+    rows: new Map(), // key -> row record
     groups: new Map(), // project key -> group record
     received: false, // a first full list arrived
+    manyHosts: false, // sessions of more than one host are listed
     query: params.get('q') || '',
     project: params.get('project') || '',
+    agent: params.get('agent') || '',
   };
 
   const els = {
@@ -222,6 +263,7 @@
     connection: document.querySelector('[data-connection-status]'),
     search: $('search'),
     project: $('project-filter'),
+    agent: $('agent-filter'),
     refresh: $('refresh'),
     notify: $('notify'),
     banner: $('banner'),
@@ -239,6 +281,8 @@
   function createRow(session) {
     const f = {
       status: h('span', { 'data-field': 'status' }),
+      source: h('span', { class: 'chip chip-agent', 'data-field': 'source' }),
+      host: h('span', { class: 'chip chip-host', 'data-field': 'host', hidden: true }),
       title: h('span', { class: 'row-title', 'data-field': 'title' }),
       project: h('span', { class: 'row-project', 'data-field': 'project' }),
       branch: h('span', { class: 'chip chip-branch', 'data-field': 'gitBranch' }),
@@ -253,23 +297,25 @@
     };
     const badge = h('span', { class: 'badge' }, h('span', { class: 'badge-dot', 'aria-hidden': 'true' }), f.status);
     const subagentStat = h('span', { class: 'stat stat-agents' }, f.subagents, ' ', f.subagentsLabel);
-    const link = h('a', { class: 'row-link', href: sessionHref(session.id) },
+    const key = keyOf(session);
+    const link = h('a', { class: 'row-link', href: sessionHref(key) },
       badge,
       h('span', { class: 'row-main' },
         f.title,
-        h('span', { class: 'row-sub' }, f.project, f.branch, f.model),
+        h('span', { class: 'row-sub' }, f.source, f.host, f.project, f.branch, f.model),
         f.prompt),
       h('span', { class: 'row-stats' },
         h('span', { class: 'stat' }, f.messageCount, ' ', f.messagesLabel),
         h('span', { class: 'stat stat-tokens' }, f.tokens, ' ', h('span', { class: 'unit' }, 'tok')),
         subagentStat,
         f.time));
-    const el = h('li', { class: session.id === view.id ? 'row row-selected' : 'row', 'data-session-id': session.id }, link);
+    const el = h('li', { class: key === view.id ? 'row row-selected' : 'row', 'data-session-key': key,
+      'data-session-id': session.id }, link);
     const row = { el, link, badge, subagentStat, f, updated: 0 };
     link.addEventListener('click', (event) => {
       if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
       event.preventDefault();
-      openSession(session.id, { push: true });
+      openSession(key, { push: true });
     });
     return row;
   }
@@ -281,6 +327,14 @@
     setAttr(row.badge, 'class', `badge badge-${status}`);
     setAttr(row.badge, 'title', STATUS_HINT[status]);
     setText(row.f.status, status);
+    setText(row.f.source, agentLabel(session.source));
+    setAttr(row.f.source, 'data-source', session.source || null);
+    setAttr(row.f.source, 'title', `Agent: ${agentLabel(session.source)}`);
+    setText(row.f.host, session.host || '');
+    setAttr(row.f.host, 'title', session.host ? `Host: ${session.host}${session.stale ? ' (offline)' : ''}` : null);
+    row.el.classList.toggle('row-stale', Boolean(session.stale));
+    // The host is worth a chip only once more than one host publishes (SPEC section 7).
+    setHidden(row.f.host, !state.manyHosts || !session.host);
     setText(row.f.title, title);
     setAttr(row.f.title, 'title', title);
     const project = projectKey(session);
@@ -308,7 +362,7 @@
     setAttr(row.f.time, 'datetime', session.updatedAt || null);
     setAttr(row.f.time, 'title', absoluteTime(row.updated));
     setText(row.f.time, relativeTime(row.updated, Date.now()));
-    setAttr(row.link, 'aria-label', `${title}, ${status}, ${plural(count, 'message')}, ${baseName(project)}`);
+    setAttr(row.link, 'aria-label', `${title}, ${agentLabel(session.source)}, ${status}, ${plural(count, 'message')}, ${baseName(project)}`);
     if (previous && (previous.messageCount !== session.messageCount || statusOf(previous) !== status)) {
       pulse(row.el);
     }
@@ -351,25 +405,26 @@
   /** Add or patch one session; returns nothing. Layout is done once per batch. */
   function upsert(session) {
     if (!session || typeof session.id !== 'string') return;
-    const previous = state.sessions.get(session.id);
-    state.sessions.set(session.id, session);
-    let row = state.rows.get(session.id);
+    const id = keyOf(session);
+    const previous = state.sessions.get(id);
+    state.sessions.set(id, session);
+    let row = state.rows.get(id);
     if (!row) {
       row = createRow(session);
-      state.rows.set(session.id, row);
+      state.rows.set(id, row);
     }
     const key = projectKey(session);
     if (row.group && row.group.key !== key) {
-      row.group.ids.delete(session.id);
+      row.group.ids.delete(id);
       row.group = null;
     }
     if (!row.group) {
       row.group = groupFor(key);
-      row.group.ids.add(session.id);
+      row.group.ids.add(id);
     }
     fillRow(row, session, previous);
     if (previous) noticeTransition(previous, session);
-    if (session.id === view.id) sessionChanged(session, previous);
+    if (id === view.id) sessionChanged(session, previous);
   }
 
   function remove(id) {
@@ -387,7 +442,7 @@
     const seen = new Set();
     for (const session of sessions) {
       if (session && typeof session.id === 'string') {
-        seen.add(session.id);
+        seen.add(keyOf(session));
         upsert(session);
       }
     }
@@ -398,7 +453,7 @@
 
   function patch(sessions, deleted) {
     for (const session of sessions) {
-      if (deleted) remove(session && session.id);
+      if (deleted) remove(keyOf(session));
       else upsert(session);
     }
     render();
@@ -455,7 +510,7 @@
       (b.order.newest - a.order.newest) || (a.key < b.key ? -1 : 1));
     for (const group of groups) {
       const sessions = [...group.ids].map((id) => state.sessions.get(id)).filter(Boolean).sort(compareSessions);
-      reorder(group.list, sessions.map((s) => state.rows.get(s.id).el));
+      reorder(group.list, sessions.map((s) => state.rows.get(keyOf(s)).el));
     }
     reorder(els.groups, groups.map((g) => g.el));
 
@@ -466,8 +521,30 @@
       projectsChanged = false;
       renderProjectOptions();
     }
+    renderAgentOptions();
+    renderHosts();
     applyFilter();
     renderSummary();
+    resolveBareId();
+  }
+
+  /** The view names a bare Claude Code id (an old bookmark) and the list now holds it: open it
+   * by key, the address rewritten. Whatever the server said about the bare id meanwhile is dropped. */
+  function resolveBareId() {
+    if (!view.id || isKey(view.id)) return;
+    const key = claudeKeyOf(view.id);
+    if (!key) return;
+    view.id = null;
+    openSession(key, { push: false });
+  }
+
+  function renderHosts() {
+    const hosts = new Set();
+    for (const s of state.sessions.values()) if (s.host) hosts.add(s.host);
+    const many = hosts.size > 1;
+    if (many === state.manyHosts) return;
+    state.manyHosts = many;
+    for (const [key, row] of state.rows) setHidden(row.f.host, !many || !state.sessions.get(key).host);
   }
 
   function renderSummary() {
@@ -486,11 +563,12 @@
 
   function haystack(session) {
     return [session.title, session.projectPath, session.projectDir, session.firstPrompt, session.lastPrompt,
-      session.gitBranch, session.model, session.id].filter(Boolean).join('\n').toLowerCase();
+      session.gitBranch, session.model, session.id, agentLabel(session.source), state.manyHosts ? session.host : null].filter(Boolean).join('\n').toLowerCase();
   }
 
   function matches(session, terms) {
     if (state.project && projectKey(session) !== state.project) return false;
+    if (state.agent && session.source !== state.agent) return false;
     if (!terms.length) return true;
     const text = haystack(session);
     return terms.every((term) => text.includes(term));
@@ -516,7 +594,9 @@
       setText(group.counts, plural(shown, 'session') + (active ? ` · ${active} active` : ''));
       visible += shown;
     }
-    const filtered = Boolean(terms.length || state.project);
+    els.project.classList.toggle('is-set', Boolean(state.project));
+    els.agent.classList.toggle('is-set', Boolean(state.agent));
+    const filtered = Boolean(terms.length || state.project || state.agent);
     setHidden(els.empty, visible > 0);
     if (visible === 0) {
       if (!state.received) {
@@ -524,10 +604,13 @@
         setText(els.emptyText, '');
       } else if (filtered) {
         setText(els.emptyTitle, 'No sessions match');
-        setText(els.emptyText, state.query ? `Nothing matches “${state.query}”${state.project ? ' in this project' : ''}.` : 'This project has no sessions.');
+        const where = [state.project ? 'in this project' : '', state.agent ? `of ${agentLabel(state.agent)}` : '']
+          .filter(Boolean).join(' ');
+        setText(els.emptyText, state.query ? `Nothing matches “${state.query}”${where ? ' ' + where : ''}.`
+          : `No sessions ${where || 'here'}.`);
       } else {
-        setText(els.emptyTitle, 'No Claude Code sessions yet');
-        setText(els.emptyText, 'A session shows up here the moment Claude Code starts writing its transcript.');
+        setText(els.emptyTitle, 'No sessions yet');
+        setText(els.emptyText, 'A session shows up here the moment Claude Code, Codex, OpenCode or Gemini CLI starts writing it.');
       }
     }
   }
@@ -549,18 +632,35 @@
     els.project.value = state.project;
   }
 
+  /** The agent filter lists the agents seen; it stays out of the way while there is only one. */
+  function renderAgentOptions() {
+    const seen = new Set();
+    for (const s of state.sessions.values()) if (s.source) seen.add(s.source);
+    if (state.agent) seen.add(state.agent);
+    const agents = [...seen].sort((a, b) => agentLabel(a).localeCompare(agentLabel(b)));
+    const current = [...els.agent.options].slice(1).map((o) => o.value);
+    if (!(current.length === agents.length && current.every((v, i) => v === agents[i]))) {
+      while (els.agent.options.length > 1) els.agent.remove(1);
+      for (const a of agents) els.agent.add(h('option', { value: a }, agentLabel(a)));
+    }
+    els.agent.value = state.agent;
+    els.agent.classList.toggle('is-set', Boolean(state.agent));
+    setHidden(els.agent, agents.length < 2 && !state.agent);
+  }
+
   function writeUrl(push) {
     const p = new URLSearchParams(location.search);
     const set = (name, value) => (value ? p.set(name, value) : p.delete(name));
     set('q', state.query);
     set('project', state.project);
+    set('agent', state.agent);
     set('session', view.id);
     const query = p.toString();
     const url = location.pathname + (query ? '?' + query : '') + location.hash;
     if (url === location.pathname + location.search + location.hash) return;
     if (push) history.pushState(null, '', url);
     else history.replaceState(null, '', url);
-    for (const row of state.rows.values()) setAttr(row.link, 'href', sessionHref(row.el.dataset.sessionId));
+    for (const row of state.rows.values()) setAttr(row.link, 'href', sessionHref(row.el.dataset.sessionKey));
   }
 
   // -- connection: one EventSource, backoff with jitter, polling fallback ----------------
@@ -800,12 +900,12 @@
     try {
       const note = new Notification(`${baseName(projectKey(session))} ${text}`, {
         body: maskSecrets(session.title || 'Untitled session'),
-        tag: `helm-${session.id}`,
+        tag: `helm-${keyOf(session)}`,
         icon: document.querySelector('link[rel="icon"]').href,
       });
       note.addEventListener('click', () => {
         window.focus();
-        openSession(session.id, { push: true });
+        openSession(keyOf(session), { push: true });
         note.close();
       });
     } catch (err) {
@@ -837,11 +937,18 @@
     loaded: false,
     following: false,
     followAgain: false,
+    source: 'claude-code', // the agent of the open session: its replies carry its name
     tools: new Map(), // tool_use id -> card element (results attach to their call)
+    results: new Map(), // tool_use id -> texts of the results shown on its card (each shown once)
     last: null, // {messageId, el, body} of the last rendered assistant message, for grouping
+    // The last few messages rendered, newest last: {index, sig, undo}. Some agents rewrite a
+    // message in place (OpenCode's parts grow, Gemini CLI rewrites a record under its id), so
+    // follow() reads these again and re-renders from the first one that changed.
+    recent: [],
   };
 
   function sessionChanged(session, previous) {
+    if (session.source) view.source = session.source;
     renderDetailHead(session);
     // init / refresh / polling repeat unchanged sessions: fetch only when the transcript moved.
     const moved = !previous || previous.sizeBytes !== session.sizeBytes ||
@@ -875,7 +982,7 @@
     ];
     if (session.subagentCount) items.push(['Subagents', String(session.subagentCount)]);
     if (session.pid) items.push(['PID', String(session.pid)]);
-    if (session.version) items.push(['Claude Code', session.version]);
+    items.push(['Agent', agentLabel(session.source) + (session.version ? ' ' + session.version : '')]);
     const key = items.map((i) => i[0]).join('|');
     if (detail.meta.dataset.layout !== key) {
       detail.meta.replaceChildren();
@@ -904,6 +1011,9 @@
 
   function openSession(id, { push } = {}) {
     if (!id) return;
+    // A first-version bookmark names a Claude Code session by its bare id: listed already, it
+    // opens by key at once; otherwise loadTail asks the server for its key.
+    if (!isKey(id)) id = claudeKeyOf(id) || id;
     if (view.id === id) {
       detail.scroller.focus({ preventScroll: true });
       return;
@@ -916,7 +1026,11 @@
     view.following = false;
     view.followAgain = false;
     view.tools = new Map();
+    view.results = new Map();
     view.last = null;
+    view.recent = [];
+    const known = state.sessions.get(id);
+    view.source = (known && known.source) || sourceOfKey(id);
     detail.messages.replaceChildren();
     detail.meta.replaceChildren();
     detail.meta.dataset.layout = '';
@@ -924,7 +1038,7 @@
     setHidden(detail.earlier, true);
     setHidden(detail.newMessages, true);
     setText(detail.state, 'Loading conversation…');
-    for (const row of state.rows.values()) row.el.classList.toggle('row-selected', row.el.dataset.sessionId === id);
+    markSelected(id);
     const session = state.sessions.get(id);
     if (session) renderDetailHead(session);
     else {
@@ -937,6 +1051,20 @@
     loadTail(view.generation);
     // Opened by the reader (click, Enter): keyboard scrolling starts in the conversation.
     if (push) detail.scroller.focus({ preventScroll: true });
+  }
+
+  function markSelected(key) {
+    for (const row of state.rows.values()) row.el.classList.toggle('row-selected', row.el.dataset.sessionKey === key);
+  }
+
+  /** The server named the key of the bare Claude Code id being opened: the view and the address take it. */
+  function adoptKey(session) {
+    const key = keyOf(session);
+    view.id = key;
+    view.source = session.source || sourceOfKey(key);
+    markSelected(key);
+    upsertQuiet(session);
+    writeUrl(false);
   }
 
   function closeSession({ push } = {}) {
@@ -959,8 +1087,14 @@
   }
 
   async function loadTail(generation) {
-    const id = view.id;
     try {
+      if (!isKey(view.id)) {
+        const found = await fetchJSON(`${CLAUDE_API}/${encodeURIComponent(view.id)}?offset=0&limit=1`);
+        if (generation !== view.generation) return;
+        if (!found || !found.session || !isKey(keyOf(found.session))) throw new HttpError(404, 'no such session');
+        adoptKey(found.session);
+      }
+      const id = view.id;
       let page = await fetchJSON(conversationUrl(id, 0, PAGE_SIZE));
       if (generation !== view.generation) return;
       const total = Number(page.total) || 0;
@@ -995,8 +1129,8 @@
 
   /** A session from a conversation answer: patch the list without notifications. */
   function upsertQuiet(session) {
-    if (!session || session.id !== view.id) return;
-    const known = state.sessions.get(session.id);
+    if (!session || keyOf(session) !== view.id) return;
+    const known = state.sessions.get(keyOf(session));
     if (known && known.updatedAt && session.updatedAt && timeOf(known.updatedAt) > timeOf(session.updatedAt)) return;
     renderDetailHead(session);
   }
@@ -1033,7 +1167,8 @@
     }
   }
 
-  /** Fetch what was appended since our last message; one request at a time. */
+  /** Fetch what was appended since our last message (and the last few again, which some agents
+   * rewrite in place); one request at a time. */
   async function follow() {
     if (!view.loaded) return;
     if (view.following) {
@@ -1045,7 +1180,8 @@
     try {
       do {
         view.followAgain = false;
-        const page = await fetchJSON(conversationUrl(view.id, view.end, FOLLOW_PAGE_SIZE));
+        const from = view.recent.length ? Math.min(view.recent[0].index, view.end) : view.end;
+        const page = await fetchJSON(conversationUrl(view.id, from, FOLLOW_PAGE_SIZE));
         if (generation !== view.generation) return;
         const total = Number(page.total);
         if (Number.isFinite(total) && total < view.end) {
@@ -1053,17 +1189,29 @@
           reloadView();
           return;
         }
-        const messages = (Array.isArray(page.messages) ? page.messages : []).filter((m) => m.index >= view.end);
-        if (messages.length) {
-          const stick = nearBottom();
-          detail.messages.append(renderBatch(messages, true));
-          view.end = messages[messages.length - 1].index + 1;
+        const messages = (Array.isArray(page.messages) ? page.messages : []).filter((m) => m.index >= from);
+        // The first message already shown that reads differently now: re-render from there.
+        let changed = null;
+        for (const m of messages) {
+          if (m.index >= view.end) break;
+          const seen = view.recent.find((r) => r.index === m.index);
+          if (!seen || seen.sig !== signature(m)) {
+            changed = m.index;
+            break;
+          }
+        }
+        const stick = nearBottom();
+        if (changed !== null) undoFrom(changed);
+        const fresh = messages.filter((m) => m.index >= view.end);
+        if (fresh.length) {
+          detail.messages.append(renderBatch(fresh, true));
+          view.end = fresh[fresh.length - 1].index + 1;
           setText(detail.state, '');
           if (stick) scrollToBottom();
           else setHidden(detail.newMessages, false);
         }
         // A long burst arrives in several pages.
-        if (messages.length && page.nextOffset !== null && page.nextOffset !== undefined) view.followAgain = true;
+        if (fresh.length && page.nextOffset !== null && page.nextOffset !== undefined) view.followAgain = true;
       } while (view.followAgain && generation === view.generation);
     } catch (err) {
       if (generation === view.generation && err.status === 404) setText(detail.state, 'This session no longer exists.');
@@ -1092,54 +1240,123 @@
 
   // -- rendering messages --------------------------------------------------------------------
 
-  /** Render messages into a fragment; consecutive records of one API reply share one bubble. */
+  // How many of the last messages follow() reads again (see view.recent).
+  const RECHECK = 4;
+  // While a message at the end is rendered: what it added, so that it can be taken back.
+  let undoLog = null;
+
+  function signature(message) {
+    return JSON.stringify(message);
+  }
+
+  /** Note a node added for the message being rendered (nodes put inside an earlier bubble included). */
+  function added(node) {
+    if (undoLog) undoLog.nodes.push(node);
+    return node;
+  }
+
+  /** Take back the rendering of every recent message from ``index`` on (newest first). */
+  function undoFrom(index) {
+    while (view.recent.length && view.recent[view.recent.length - 1].index >= index) {
+      const { undo } = view.recent.pop();
+      for (let i = undo.nodes.length - 1; i >= 0; i -= 1) undo.nodes[i].remove();
+      for (const id of undo.tools) view.tools.delete(id);
+      for (const [id, text] of undo.results) {
+        const seen = view.results.get(id);
+        if (seen) seen.delete(text);
+      }
+      view.last = undo.last;
+    }
+    view.end = Math.min(view.end, index);
+  }
+
+  /** Render messages into a fragment; one reply's records share one bubble. ``atEnd``: after
+   * what is shown (remembered for a re-render), else an earlier page. */
   function renderBatch(messages, atEnd) {
     const fragment = document.createDocumentFragment();
     if (!atEnd) view.last = null;
     for (const message of messages) {
-      const el = renderMessage(message);
-      if (el) fragment.append(el);
+      if (atEnd) undoLog = { nodes: [], tools: [], results: [], last: view.last };
+      try {
+        const el = renderMessage(message);
+        if (el) fragment.append(added(el));
+      } finally {
+        if (atEnd) {
+          view.recent.push({ index: message.index, sig: signature(message), undo: undoLog });
+          if (view.recent.length > RECHECK) view.recent.shift();
+        }
+        undoLog = null;
+      }
     }
     return fragment;
+  }
+
+  /** A tool result goes to the card of its call when that is shown; the same result twice shows once. */
+  function attachResult(block) {
+    if (!block || block.type !== 'tool_result' || !block.toolUseId) return false;
+    const card = view.tools.get(block.toolUseId);
+    if (!card) return false;
+    const text = (block.isError ? 'error:' : 'output:') + String(block.text || '');
+    let seen = view.results.get(block.toolUseId);
+    if (!seen) {
+      seen = new Set();
+      view.results.set(block.toolUseId, seen);
+    }
+    if (seen.has(text)) return true;
+    seen.add(text);
+    if (undoLog) undoLog.results.push([block.toolUseId, text]);
+    card.append(added(renderToolResult(block)));
+    return true;
   }
 
   function renderMessage(message) {
     const blocks = Array.isArray(message.blocks) ? message.blocks : [];
     const when = timeOf(message.timestamp);
+    const kind = message.kind;
 
-    if (message.kind === 'tool-result') {
-      const loose = [];
-      for (const block of blocks) {
-        const card = block.type === 'tool_result' && block.toolUseId ? view.tools.get(block.toolUseId) : null;
-        if (card) card.append(renderToolResult(block));
-        else loose.push(block);
-      }
+    if (kind === 'tool-result') {
+      const loose = blocks.filter((block) => !attachResult(block));
       if (!loose.length) return null;
       view.last = null;
       return messageShell(message, 'tool-result', 'Tool result', when, loose.map(renderBlock));
     }
 
-    if (message.role === 'assistant') {
-      if (view.last && message.messageId && view.last.messageId === message.messageId) {
-        const body = view.last.body;
-        for (const block of blocks) body.append(renderBlock(block));
+    if (kind !== 'meta' && (message.role === 'assistant' || kind === 'reply')) {
+      // Claude Code splits one API message over records of one id; the other agents write a
+      // turn's text, reasoning and tool calls as messages of their own: one bubble for the run.
+      const merge = Boolean(view.last) && ((message.messageId && view.last.messageId === message.messageId) ||
+        view.source !== 'claude-code');
+      let shell = null;
+      let body;
+      if (merge) {
+        body = view.last.body;
+      } else {
+        if (!blocks.length) return null; // nothing to show (yet): no empty bubble
+        shell = messageShell(message, 'reply', agentLabel(view.source), when, [], shortModel(message.model));
+        body = shell.querySelector('.msg-body');
+      }
+      for (const block of blocks) {
+        if (attachResult(block)) continue; // OpenCode keeps a call's result in the reply itself
+        const el = renderBlock(block);
+        body.append(merge ? added(el) : el);
+      }
+      if (merge) {
+        view.last = Object.assign({}, view.last, { messageId: message.messageId || view.last.messageId });
         return null;
       }
-      const shell = messageShell(message, 'reply', 'Claude', when, blocks.map(renderBlock), shortModel(message.model));
-      view.last = { messageId: message.messageId, el: shell, body: shell.querySelector('.msg-body') };
+      view.last = { messageId: message.messageId, el: shell, body };
       return shell;
     }
 
     view.last = null;
-    if (message.kind === 'prompt') return messageShell(message, 'prompt', 'You', when, blocks.map(renderBlock));
-    // meta: injected context, command output, interruptions: quiet and folded.
-    const text = blocks.filter((b) => b.type === 'text').map((b) => b.text).join('\n');
+    if (kind === 'prompt') return messageShell(message, 'prompt', 'You', when, blocks.map(renderBlock));
+    // meta: injected context, command output, interruptions, an agent's notices: quiet and folded.
+    const text = blocks.filter((b) => b.type === 'text' || b.type === 'thinking').map((b) => b.text).join('\n');
     const firstLine = maskSecrets(text).split('\n').find((l) => l.trim()) || 'System message';
     const details = h('details', { class: 'meta-details' },
       h('summary', null, firstLine.length > 140 ? firstLine.slice(0, 140) + '…' : firstLine),
       ...blocks.map(renderBlock));
-    const li = h('li', { class: 'msg msg-meta', 'data-index': message.index }, details);
-    return li;
+    return h('li', { class: 'msg msg-meta', 'data-index': message.index, 'data-kind': 'meta' }, details);
   }
 
   function messageShell(message, kind, who, when, children, model) {
@@ -1209,11 +1426,14 @@
       return foldIfLong(h('pre', { class: 'tool-input' }, input), input);
     }
     const list = h('dl', { class: 'tool-input tool-args' });
+    const shown = [];
     for (const [name, value] of Object.entries(args)) {
       const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
       list.append(h('dt', null, name), h('dd', null, text));
+      shown.push(text);
     }
-    return foldIfLong(list, input);
+    // Fold by what is shown: a long script is one line of JSON but many lines on screen.
+    return foldIfLong(list, shown.join('\n'));
   }
 
   function renderToolUse(block) {
@@ -1226,6 +1446,7 @@
     if (block.id) {
       card.dataset.toolUseId = block.id;
       view.tools.set(block.id, card);
+      if (undoLog) undoLog.tools.push(block.id);
     }
     return card;
   }
@@ -1238,7 +1459,7 @@
       h('span', { class: 'result-label' }, label),
       h('span', { class: 'result-size' }, text ? ` · ${plural(lines, 'line')}${block.truncated ? ', truncated' : ''}` : ' · empty'));
     const details = h('details', { class: 'tool-result' + (block.isError ? ' tool-error' : '') }, summary,
-      h('pre', { class: 'result-text' }, text));
+      foldIfLong(h('pre', { class: 'result-text' }, text), text));
     // Short output and errors are worth reading without a click.
     if (block.isError || (lines <= 6 && text.length < 600)) details.open = true;
     return details;
@@ -1305,9 +1526,11 @@
     const p = new URLSearchParams(location.search);
     state.query = p.get('q') || '';
     state.project = p.get('project') || '';
+    state.agent = p.get('agent') || '';
     if (els.search.value !== state.query) els.search.value = state.query;
     renderProjectOptions();
     els.project.value = state.project;
+    renderAgentOptions();
     applyFilter();
     const id = p.get('session');
     if (id && id !== view.id) openSession(id, { push: false });
@@ -1323,6 +1546,11 @@
     });
     els.project.addEventListener('change', () => {
       state.project = els.project.value;
+      applyFilter();
+      writeUrl(true);
+    });
+    els.agent.addEventListener('change', () => {
+      state.agent = els.agent.value;
       applyFilter();
       writeUrl(true);
     });
@@ -1345,6 +1573,7 @@
     });
     setupNotifications();
     renderProjectOptions();
+    renderAgentOptions();
     applyFilter();
     renderSummary();
     setInterval(tick, 1000);

@@ -105,7 +105,7 @@ def test_refresh_button_rescans(page, server, claude):
     session.turn("hello")
     page.goto(dashboard_url(server))
     expect(row(page, session.id)).to_be_visible()
-    with page.expect_response(lambda r: r.url.endswith("/api/claude-sessions/refresh")) as answer:
+    with page.expect_response(lambda r: r.url.endswith("/api/sessions/refresh")) as answer:
         page.get_by_role("button", name="Refresh").click()
     assert answer.value.status == 200
     expect(page.locator("#refresh")).to_have_attribute("aria-busy", "false")

@@ -1,4 +1,4 @@
-"""A picture of the dashboard with several sessions, for the README.
+"""A picture of the dashboard with several sessions of all four agents, for the README.
 
 Saved to tests/artifacts/ on every run (with a session view, dark mode and phone
 variants beside it) and copied to docs/screenshot.png, which the README shows.
@@ -12,6 +12,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.helpers import dashboard_url, row
+from tests.support.codex import CodexHome
+from tests.support.gemini import Clock, GeminiHome, tokens as gemini_tokens
+from tests.support.opencode import OpenCodeDB
 
 pytestmark = pytest.mark.browser
 
@@ -72,30 +75,61 @@ def build(claude, live_pids):
                  ended_ago=dt.timedelta(minutes=14), tokens=2)
     claude.register(next(pids), idle.id, status="idle", cwd=idle.cwd)
 
-    flaky = claude.session(cwd="/home/alice/code/webapp", git_branch="fix/flaky-login")
-    conversation(flaky, [("Why does the login test fail one time in ten?", "It waits on a real timer."),
-                         ("Fix it without sleeping", "It now waits for the session cookie instead.")] * 3,
-                 ended_ago=dt.timedelta(hours=2, minutes=5))
-    flaky.rename("Fix the flaky login test")
-
-    search = claude.session(cwd="/home/alice/code/api-server", git_branch="main")
-    conversation(search, [("Investigate slow /search queries", "The trigram index was missing on `title`.")] * 4,
-                 ended_ago=dt.timedelta(days=3, hours=4), model="claude-haiku-5-0")
-
     docs = claude.session(cwd="/home/alice/code/docs-site", git_branch="main")
     conversation(docs, [("Update the getting started guide for the new installer",
                          "Rewrote the install section and the first-run steps.")],
-                 ended_ago=dt.timedelta(days=1, hours=1), model="claude-sonnet-5-1")
+                 ended_ago=dt.timedelta(days=3, hours=4), model="claude-haiku-5-0")
     return busy
 
 
-def test_dashboard_screenshot(new_page, claude, server_factory, live_pids, artifacts):
+def build_other_agents(root: Path) -> dict:
+    """A Codex, a Gemini CLI and an OpenCode session beside the Claude Code ones; the server options."""
+    codex = CodexHome(root / "codex")
+    r = codex.rollout()
+    at = lambda ago: iso(ago)  # noqa: E731
+    r.meta(cwd="/home/alice/code/webapp", branch="fix/flaky-login", ts=at(dt.timedelta(hours=2, minutes=30)))
+    r.turn_started(model="gpt-5.1-codex", ts=at(dt.timedelta(hours=2, minutes=30)))
+    r.user("Why does the login test fail one time in ten?", ts=at(dt.timedelta(hours=2, minutes=29)))
+    r.tool("pytest -q tests/test_login.py --count 20", "2 failed, 18 passed", ts=at(dt.timedelta(hours=2, minutes=20)))
+    r.agent("It waits on a real timer; it now waits for the session cookie instead.",
+            ts=at(dt.timedelta(hours=2, minutes=10)))
+    r.tokens(48_000, 31_000, 2_400, ts=at(dt.timedelta(hours=2, minutes=10)))
+    r.turn_complete(ts=at(dt.timedelta(hours=2, minutes=5)))
+    codex.name_thread(r.id, "Fix the flaky login test")
+
+    gemini = GeminiHome(root / "gemini")
+    gemini.clock = Clock(start=iso(dt.timedelta(hours=5, minutes=5)))
+    chat = gemini.project("/home/alice/code/api-server").session()
+    chat.prompt("Investigate slow /search queries")
+    chat.tool_turn("psql -c 'EXPLAIN ANALYZE SELECT ...'", gemini_tokens(14_000, 60, cached=9_000))
+    chat.reply("The trigram index was missing on `title`.", gemini_tokens(16_000, 900, cached=12_000))
+
+    db_path = root / "opencode" / "opencode.db"
+    db_path.parent.mkdir(parents=True)
+    start = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=3)).timestamp() * 1000)
+    ticks = iter(range(start, start + 10**9, 1500))
+    db = OpenCodeDB(db_path, clock_ms=lambda: next(ticks))
+    sid = db.session("/home/alice/code/infra", "Add alerts for the disk usage of the runners")
+    db.exchange(sid, "Add alerts for the disk usage of the runners", "An alert at 85 % full, paging at 95 %.",
+                tokens=(12_000, 800, 30_000, 0), tool=("edit", {"filePath": "alerts/runners.yaml"}, "Edited."))
+    db.exchange(sid, "Also for the build cache volume", "Added: the same thresholds on /var/cache/build.",
+                tokens=(14_000, 300, 42_000, 0))
+    db.close()
+    return {"HELM_CODEX_DIR": str(codex.root), "HELM_GEMINI_DIR": str(gemini.root),
+            "HELM_OPENCODE_DB": str(db_path), "HELM_HOST_NAME": "alice-laptop"}
+    return busy
+
+
+def test_dashboard_screenshot(new_page, claude, server_factory, live_pids, artifacts, tmp_path):
     busy = build(claude, live_pids)
-    server = server_factory(claude.root)
+    server = server_factory(claude.root, env=build_other_agents(tmp_path / "agents"))
     page = new_page()
     page.goto(dashboard_url(server))
     expect(page.locator("[data-connection-status]")).to_have_text("Live")
-    expect(page.locator("[data-session-id]")).to_have_count(6)
+    expect(page.locator("[data-session-key]")).to_have_count(7)
+    sources = page.locator("[data-field='source']").evaluate_all("els => els.map(el => el.dataset.source)")
+    assert sorted(set(sources)) == ["claude-code", "codex", "gemini", "opencode"]
+    expect(page.locator("#agent-filter")).to_be_visible()
     expect(page.locator("[data-active-count]")).to_have_text("3")
     shot = artifacts / "dashboard.png"
     page.screenshot(path=str(shot), animations="disabled")
@@ -107,7 +141,7 @@ def test_dashboard_screenshot(new_page, claude, server_factory, live_pids, artif
     page.screenshot(path=str(artifacts / "dashboard-session.png"), animations="disabled")
 
     dark = new_page(color_scheme="dark")
-    dark.goto(dashboard_url(server, session=busy.id))
+    dark.goto(dashboard_url(server, session=busy.id))  # a first-version bookmark: the bare Claude id
     expect(dark.locator("#messages .tool")).to_have_count(2)
     dark.screenshot(path=str(artifacts / "dashboard-dark.png"), animations="disabled")
     assert shot.stat().st_size > 10_000 and DOCS_SCREENSHOT.read_bytes() == shot.read_bytes()

@@ -3,7 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import dashboard_url, row
+from tests.support.server import wait_until
+from tests.browser.helpers import dashboard_url, key_of, keyed_row, row, session_url
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +28,10 @@ def test_shows_the_conversation_and_follows_new_messages(page, server, claude):
     session.reply("There are two files.")
 
     messages = open_view(page, server, session)
-    expect(page).to_have_url(f"{server.url}/?session={session.id}")
+    # v2: the address names the session by its key (<host>:claude-code:<id>).
+    key = key_of(page, session.id)
+    assert key.endswith(f":claude-code:{session.id}")
+    expect(page).to_have_url(session_url(server, key))
     expect(page.locator("#detail-title")).to_have_text("List the files")
     expect(messages.locator(".msg-prompt .msg-body")).to_have_text("List the files")
     # A reply split over two records (text, then tool call) is one bubble; the result sits with its call.
@@ -77,17 +81,82 @@ def test_loads_the_tail_then_earlier_pages(page, server, claude):
 
 
 def test_opens_from_a_bookmark(page, server, claude):
+    """A first-version bookmark names the session by its bare Claude Code id: it still opens,
+    and the address is rewritten to the key (without a new history entry)."""
     session = claude.session()
     session.turn("bookmarked question", "bookmarked answer")
-    page.goto(dashboard_url(server, session=session.id))
+    key_of_api(server, session.id)  # listed: a bookmark names a session that exists
+    page.goto(dashboard_url(server, q="bookmarked", session=session.id))
     expect(page.locator("#messages .msg-reply")).to_contain_text("bookmarked answer")
     expect(row(page, session.id)).to_have_class("row row-selected")
+    key = key_of(page, session.id)
+    expect(page).to_have_url(session_url(server, key, q="bookmarked"))
+    expect(page.locator("#messages .msg-reply .msg-who")).to_have_text("Claude")
+    page.go_back()  # replaced, not pushed: no entry with the bare id is left behind
+    assert page.url == "about:blank"
+
+
+def test_opens_from_a_bookmark_before_the_list_arrives(page, console, server, claude):
+    """The bare id is resolved through /api/claude-sessions/<id> when the list is not there yet."""
+    console.allow(r"net::ERR_|Failed to load resource|EventSource")
+    session = claude.session()
+    session.turn("early question", "early answer")
+    key = key_of_api(server, session.id)
+    page.route("**/api/sessions/stream", lambda route: route.abort())  # no list from the stream
+    page.route("**/api/sessions/all", lambda route: route.abort())  # nor from polling
+    resolved = []
+    page.on("request", lambda r: "/api/claude-sessions/" in r.url and resolved.append(r.url))
+    page.goto(dashboard_url(server, session=session.id, backoff=60_000))
+    expect(page.locator("#messages .msg-reply")).to_contain_text("early answer")
+    expect(page).to_have_url(dashboard_url(server, session=key, backoff=60_000))
+    expect(page.locator("#detail-title")).to_have_text("early question")
+    assert resolved and resolved[0].split("?")[0].endswith(f"/api/claude-sessions/{session.id}")
+
+
+def test_a_bookmark_resolves_from_the_list(page, console, server, claude):
+    """Without an answer from /api/claude-sessions/<id>, the list names the key of the bare id."""
+    console.allow(r"net::ERR_|Failed to load resource")
+    session = claude.session()
+    session.turn("listed question", "listed answer")
+    key = key_of_api(server, session.id)
+    page.route("**/api/claude-sessions/**", lambda route: route.abort())
+    page.goto(dashboard_url(server, session=session.id))
+    expect(page.locator("#messages .msg-reply")).to_contain_text("listed answer")
+    expect(keyed_row(page, key)).to_have_class("row row-selected")
+    expect(page).to_have_url(session_url(server, key))
+
+
+def key_of_api(server, session_id: str) -> str:
+    """The key the server gives a Claude Code session, once it has noticed it."""
+    def listed():
+        return next((s["key"] for s in server.get_json("/api/sessions/all") if s["id"] == session_id), None)
+    return wait_until(listed, 5, 0.05, f"the server to list {session_id}")
+
+
+def test_opens_from_a_key_bookmark(page, server, claude):
+    session = claude.session()
+    session.turn("keyed question", "keyed answer")
+    key = key_of_api(server, session.id)
+    page.goto(session_url(server, key))
+    expect(page.locator("#messages .msg-reply")).to_contain_text("keyed answer")
+    expect(keyed_row(page, key)).to_have_class("row row-selected")
+    expect(page).to_have_url(session_url(server, key))
 
 
 def test_unknown_session_is_explained(page, console, server):
     console.allow(r"404")
     page.goto(dashboard_url(server, session="00000000-0000-0000-0000-000000000000"))
     expect(page.locator("#conversation-state")).to_have_text("This session no longer exists.")
+    # The address keeps what was asked for: nothing to rewrite it to.
+    expect(page).to_have_url(dashboard_url(server, session="00000000-0000-0000-0000-000000000000"))
+
+
+def test_unknown_session_key_is_explained(page, console, server):
+    console.allow(r"404")
+    key = "elsewhere:codex:0000-gone"
+    page.goto(session_url(server, key))
+    expect(page.locator("#conversation-state")).to_have_text("This session no longer exists.")
+    expect(page).to_have_url(session_url(server, key))
 
 
 def test_a_fake_api_key_in_a_tool_result_is_masked(page, server, claude):
