@@ -8,7 +8,9 @@ pump thread wakes when a path is due:
 - a key (a session, or a path that belongs to none) is processed at most once
   per ``debounce`` window, and a key written continuously is processed once
   per window (no starvation: the due time never moves later than last run +
-  window);
+  window); a run that changed nothing does not count (an event that only
+  echoes a read, as SQLite's fchown() of the WAL it opens as root, must not
+  delay the next real change by a window);
 - a session is published at most once per window, whatever made it change
   (its transcript, a subagent, its registry file, its process dying): a
   change within a window of the session's last update waits for the window's
@@ -226,28 +228,42 @@ class Monitor:
                 best = due
         return best
 
-    def _take_due(self, now: float) -> list[tuple[str, _Pending]]:
+    def _take_due(self, now: float) -> list[tuple[str, _Pending, float | None]]:
         due = []
         for key, p in list(self._pending.items()):
-            if now >= max(p.first_seen + self.settle_s, self._last_run.get(key, -1e9) + self.debounce_s):
-                due.append((key, self._pending.pop(key)))
+            last = self._last_run.get(key)
+            if now >= max(p.first_seen + self.settle_s, (last if last is not None else -1e9) + self.debounce_s):
+                due.append((key, self._pending.pop(key), last))
                 self._last_run[key] = now
         if len(self._last_run) > 4096:
             horizon = now - self.debounce_s
             self._last_run = {k: t for k, t in self._last_run.items() if t >= horizon}
         return due
 
-    def _process(self, due: list[tuple[str, _Pending]]) -> None:
+    def _process(self, due: list[tuple[str, _Pending, float | None]]) -> None:
         def work():
             changed: set[str] = set()
-            for _key, pending in due:
+            idle = []
+            for key, pending, last in due:
+                mine: set[str] = set()
                 for path, is_dir in pending.paths.items():
-                    changed |= self._apply_one(path, is_dir)
-            return self._sessions_for(changed)
-        changes = self._offload(work)
+                    mine |= self._apply_one(path, is_dir)
+                if not mine:
+                    idle.append((key, last))
+                changed |= mine
+            return self._sessions_for(changed), idle
+        changes, idle = self._offload(work)
+        # A run that changed nothing does not use up its key's window: an event that is only
+        # an echo of reading (SQLite fchown()s the WAL it opens, as root) must not make the
+        # next real change wait. Such runs cost a stat or a read of nothing new.
+        for key, last in idle:
+            if last is None:
+                self._last_run.pop(key, None)
+            else:
+                self._last_run[key] = last
         self._publish(changes, time.monotonic())
         self.batches += 1
-        oldest = min(p.first_seen for _k, p in due)
+        oldest = min(p.first_seen for _k, p, _l in due)
         self.last_lag_s = time.monotonic() - oldest
 
     def _apply_one(self, path: str, is_dir: bool | None = None) -> set[str]:
