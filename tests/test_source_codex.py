@@ -323,10 +323,12 @@ def test_subagent_threads_count_in_their_parent(home):
     newer = home.rollout().meta(parent_thread_id=parent.id).turn_started()
     scan(src)
     assert src.session(parent.id)["subagentCount"] == 2
-    assert src.session(child.id)["subagentCount"] == 0
+    # Sub-agents' threads are part of their parent's session, never listed on their own.
+    assert child.id not in src.session_ids() and newer.id not in src.session_ids() and parent.id in src.session_ids()
+    assert src.session(child.id) is None
     child.path.unlink()
     assert src.apply(str(child.path)) == {child.id, parent.id}
-    assert src.session(parent.id)["subagentCount"] == 1 and newer.id in src.session_ids()
+    assert src.session(parent.id)["subagentCount"] == 1 and newer.id not in src.session_ids()
 
 
 # ---------------------------------------------------------------------------------------------- compressed

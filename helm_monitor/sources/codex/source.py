@@ -326,7 +326,9 @@ class CodexSource(Source):
 
     # ------------------------------------------------------------ answering
     def session_ids(self) -> set[str]:
-        return set(self._threads)
+        # A sub-agent's thread is part of the session that spawned it (SPEC 5: never listed on
+        # its own), as Claude Code's sidechains, OpenCode's child sessions and Gemini's sub-agent chats.
+        return {t for t in self._threads if t not in self._parent}
 
     def _ordered(self, tid: str) -> list[RolloutFile]:
         files = [self._files[p] for p in self._threads.get(tid, ())]
@@ -334,7 +336,7 @@ class CodexSource(Source):
 
     def session(self, session_id: str) -> dict | None:
         files = self._ordered(session_id)
-        if not files:
+        if not files or session_id in self._parent:
             return None
         s = base_session(self.name, session_id)
         stats = [f.stats for f in files]
