@@ -37,9 +37,11 @@ NOTES = """Method:
   are held by a child process (bench/sseload.py, one epoll loop) and read every event.
 - Fan-out: first to last arrival over all N clients (two client processes for N=5000), median of 5 events;
   RSS per connection = (tree RSS with N clients - before) / N.
+- All four agents: `bench/agents.py` on `bench/agents_corpus.py`'s history (Claude Code, Codex, OpenCode,
+  Gemini CLI); its section below has the corpus, cold and warm starts and the change latency per source.
 """
 
-BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle"]
+BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle", "agents"]
 OPTIONAL = ["soak"]  # long: run only when named
 MIN_TIMEOUT_S = {"soak": 2700.0}  # 30 minutes of load, its set-up and its checks
 
@@ -132,6 +134,19 @@ def rows_for(res: dict) -> list[list[str]]:
                      "< 5 %; no growth; 0", verdict(v["rss_flat"] and v["no_fd_growth"] and v["zero_divergence"]
                                                     and v.get("no_greenlet_growth") is not False)])
 
+    ag = res.get("agents")
+    if ag:
+        for src, r in ag["live"]["sources"].items():
+            rows.append([f"change latency, {src} (four-agent history)", "change written -> session-updated at client",
+                         f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, max {r['max_ms']} ms (n={r['n']}, "
+                         f"missed {r['missed']})", "<= 500 ms (one debounce window)", verdict(r["within_debounce"])])
+        for kind in ("cold", "warm"):
+            c = ag["cold_start"].get(kind)
+            if c:
+                rows.append([f"{'cold start' if kind == 'cold' else 'restart (cache warm)'}, four-agent history",
+                             "time until /api/sessions/all lists every session",
+                             f"{c['t_all_s']} s (worker peak RSS {c['peak_worker_rss_mb']} MB)", "", ""])
+
     idle = res.get("idle")
     if idle:
         for r in idle["runs"]:
@@ -171,6 +186,29 @@ def soak_section(path: Path) -> str:
     return split_soak_section(path.read_text() if path.exists() else "")[1]
 
 
+AGENTS_HEADING = "\n## All four agents"
+
+
+def split_agents_section(text: str) -> tuple[str, str, str]:
+    """RESULTS.md's text before its "All four agents" section, the section, and what follows it."""
+    i = text.find(AGENTS_HEADING)
+    if i < 0:
+        return text, "", ""
+    j = text.find("\n## ", i + 1)
+    j = len(text) if j < 0 else j
+    return text[:i + 1], text[i + 1:j + 1], text[j + 1:]
+
+
+def agents_section(path: Path) -> str:
+    """The "All four agents" section: made from agents.json, else the one the file already has."""
+    from agents import markdown as agents_markdown
+
+    res = load("agents")
+    if res:
+        return agents_markdown(res)
+    return split_agents_section(path.read_text() if path.exists() else "")[1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -201,6 +239,9 @@ def main(argv=None) -> int:
     print(md)
     if a.write:
         section = "" if a.quick else soak_section(a.write)
+        agents = "" if a.quick else agents_section(a.write)
+        if agents:
+            section = agents.rstrip("\n") + "\n" + ("\n" + section if section else "")
         a.write.write_text("# helm-monitor benchmark results\n\nMade with `.venv/bin/python bench/run_all.py"
                            + (" --quick" if a.quick else "") + "` (each benchmark: `bench/<name>.py`, "
                            "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n\n" + NOTES
