@@ -87,3 +87,31 @@ def test_a_broken_reader_harms_no_session_of_another(claude, tmp_path, caplog):
             monitor.stop()
     assert "reader bug" in caplog.text and "build bug" in caplog.text
     assert [k for k in store.snapshot()] and all(x["source"] == "claude-code" for x in store.snapshot())
+
+
+def test_agents_without_sessions_scan_no_processes(tmp_path, monkeypatch):
+    """OpenCode and Gemini CLI tell alive from ended by scanning /proc: not while they have no
+    session (not installed), and at once when the first one appears."""
+    import helm_monitor.sources.gemini.liveness as gemini_liveness
+    import helm_monitor.sources.opencode.source as opencode_source
+    from helm_monitor.sources.gemini import GeminiSource
+    from helm_monitor.sources.opencode import OpenCodeSource
+    from tests.support.gemini import GeminiHome
+
+    scans = []
+    for module in (gemini_liveness, opencode_source):
+        real = module.agent_processes
+        monkeypatch.setattr(module, "agent_processes",
+                            lambda matches, root="/proc", real=real, m=module: scans.append(m) or real(matches, root))
+    gemini = GeminiSource(str(tmp_path / "gemini"))
+    opencode = OpenCodeSource(str(tmp_path / "opencode"))
+    sources = SourceSet([gemini, opencode], "box")
+    sources.full_scan()
+    for _ in range(3):
+        assert sources.check_liveness() == set()
+    assert scans == []
+    chat = GeminiHome(tmp_path / "gemini").project("/home/u/alpha").session("5f0c1e52-8f0a-4d5e-9a53-6d3f3c1a2b7e")
+    chat.prompt("hello")
+    changed = sources.apply(str(chat.path))
+    assert sources.session(next(iter(changed)))["status"] in ("busy", "ended")
+    assert scans == [gemini_liveness]

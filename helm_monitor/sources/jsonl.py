@@ -14,6 +14,7 @@ FIFO planted in an agent's folder never blocks the reader.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Callable
 
 READ_CHUNK_BYTES = 1024 * 1024
@@ -52,7 +53,7 @@ class JsonlFollower:
         fd = os.open(self.path, OPEN_FLAGS)
         try:
             st = os.fstat(fd)
-            if not _is_regular(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
                 raise IsADirectoryError(21, "not a regular file", self.path)
             reset = self.inode is not None and (
                 st.st_ino != self.inode or st.st_size < self.offset or not self._tail_matches(fd))
@@ -143,7 +144,3 @@ class JsonlFollower:
             raise ValueError("tail")
         return f
 
-
-def _is_regular(mode: int) -> bool:
-    import stat
-    return stat.S_ISREG(mode)

@@ -77,6 +77,11 @@ class LivenessMixin:
 
     def check_liveness(self) -> set[str]:
         """Rescan /proc when due; rebuild the status of every session it may have turned."""
+        if not self._by_id:
+            # No session to tell alive from ended (Gemini CLI not installed): no /proc scan.
+            # The first session built scans afresh (session()).
+            self._scanned_at, self._instances = None, {}
+            return set()
         before = self._instances
         self._scan()
         candidates = set(self._awaiting)

@@ -408,6 +408,11 @@ class OpenCodeSource(Source):
         return "ended"
 
     def check_liveness(self) -> set[str]:
+        if not self._sessions:
+            # Nothing to tell alive from ended (OpenCode not installed, or an empty database):
+            # no /proc scan. The first session built scans afresh.
+            self._proc_at, self._proc_dirs = None, frozenset()
+            return set()
         before, scanned = self._proc_dirs, self._proc_at
         after = self._process_dirs()
         if after == before and scanned is not None:
