@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -179,8 +180,17 @@ def test_non_editable_install_serves_page_and_static_from_any_directory(tmp_path
                               env=env, cwd=elsewhere, capture_output=True, text=True).stdout
         assert code.startswith(str(target)), code
         status, _, page = request(server, "/")
-        assert status == 200 and b"/static/app.js" in page
-        status, headers, script = request(server, "/static/app.js")
+        found = re.search(rb'<script type="module" src="(/assets/[0-9a-f]{12}/app\.js)"', page)
+        assert status == 200 and found, page[:2000]
+        status, headers, script = request(server, found.group(1).decode())
+        assert status == 200 and len(script) > 1000
+        # The modules it imports are served under the same versioned path, cached for good.
+        cache = {k.lower(): v for k, v in headers.items()}.get("cache-control", "")
+        assert "max-age=31536000" in cache, cache
+        for name in re.findall(rb"from '\./([a-z]+\.js)'", script):
+            status, _, module = request(server, found.group(1).decode().rsplit("/", 1)[0] + "/" + name.decode())
+            assert status == 200 and module, name
+        status, _, script = request(server, "/static/app.js")
         assert status == 200 and len(script) > 1000
         assert health["status"] == "ok"
     finally:

@@ -39,6 +39,7 @@ def site_for_test(*, listen_port: int, upstream_port: int, static_dir: Path) -> 
     site = substitute(site, r"^    listen \[::\]:80;\n", "")
     site = substitute(site, r"^    server 127\.0\.0\.1:5003;$", f"    server 127.0.0.1:{upstream_port};")
     site = substitute(site, r"^        alias /opt/helm-monitor/static/;$", f"        alias {static_dir}/;")
+    site = substitute(site, r"^        alias /opt/helm-monitor/static/\$1;$", f"        alias {static_dir}/$1;")
     return site
 
 

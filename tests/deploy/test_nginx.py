@@ -32,13 +32,14 @@ def behind_nginx(claude, server_factory, nginx_factory):
     return srv, nginx_factory(srv.port)
 
 
-def test_init_and_updates_arrive_through_nginx_within_a_second(claude, behind_nginx):
+@pytest.mark.parametrize("path", ["/api/sessions/stream", "/api/claude-sessions/stream"])
+def test_init_and_updates_arrive_through_nginx_within_a_second(claude, behind_nginx, path):
     srv, proxy = behind_nginx
     session = claude.session(cwd="/home/alice/code/webapp")
     session.turn("First question", "First answer")
 
     started = time.monotonic()
-    with SSEClient(proxy.url, headers={"Host": f"{PUBLIC_NAME}:{proxy.port}"}) as sse:
+    with SSEClient(proxy.url, headers={"Host": f"{PUBLIC_NAME}:{proxy.port}"}, path=path) as sse:
         assert sse.status == 200
         assert sse.headers["content-type"].startswith("text/event-stream")
         init = sse.wait_for(lambda e: e.type == "init", timeout=1.0)
@@ -72,6 +73,15 @@ def test_nginx_serves_the_static_files_itself(behind_nginx):
     status, _, body = fetch(proxy, f"/static/{sample.name}")
     assert status == 200 and body == sample.read_bytes()
     assert fetch(proxy, "/static/no-such-file.js")[0] == 404
+    # The versioned addresses the page uses are nginx's too, cached for good.
+    status, headers, body = fetch(proxy, f"/assets/0123456789ab/{sample.name}")
+    assert status == 200 and body == sample.read_bytes()
+    assert headers["cache-control"] == "max-age=315360000"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert fetch(proxy, "/assets/0123456789ab/no-such-file.js")[0] == 404
+    for trick in ("..%2F..%2F..%2F..%2Fetc%2Fpasswd", "%2E%2E/%2E%2E/%2E%2E/etc/passwd"):
+        status, _, body = fetch(proxy, f"/assets/0123456789ab/{trick}")
+        assert status != 200 and b"root:" not in body, trick
 
 
 def test_host_and_origin_pass_through_nginx(behind_nginx):
