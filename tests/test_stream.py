@@ -496,3 +496,31 @@ def test_prompt_appended_after_a_record_cut_mid_write_is_shown(claude, server_fa
                          and e.session(s.id)["lastPrompt"] == "resumed: where were we", 2)
     assert ev.session(s.id)["messageCount"] == 3
     assert "cut off mid-write" in server.log()
+
+
+@pytest.mark.parametrize("path", ["/api/claude-sessions/stream", "/api/sessions/stream"])
+def test_last_event_id_query_parameter_resumes_and_the_header_wins(claude, server_factory, path):
+    """A new EventSource cannot send Last-Event-ID (a tab taking the stream over from
+    another): ?lastEventId= names where it left off. A Last-Event-ID header wins over it."""
+    s = claude.session("/w/replay-query")
+    s.prompt("one")
+    server = server_factory(claude.root)
+    client, init = connect(server, path=path)
+    s.reply("two")
+    first = client.wait_for(lambda e: e.type == "session-updated", 2)
+    client.close()
+    s.reply("three")
+    wait_until(lambda: server.get_json(f"/api/claude-sessions/{s.id}")["session"]["messageCount"] == 3, 3)
+
+    with SSEClient(server.url, path=f"{path}?lastEventId={first.id}") as resumed:
+        ev = resumed.next_event(3)
+        assert ev.type == "session-updated" and ev.session(s.id)["messageCount"] == 3
+    with SSEClient(server.url, path=f"{path}?lastEventId=not-ours-7") as fresh:
+        assert fresh.next_event(3).type == "init"
+    # The header wins: an unknown one means init, whatever the query says ...
+    with SSEClient(server.url, path=f"{path}?lastEventId={first.id}", headers={"Last-Event-ID": "not-ours-7"}) as c:
+        assert c.next_event(3).type == "init"
+    # ... and a known one is replayed from, whatever the query says.
+    with SSEClient(server.url, path=f"{path}?lastEventId=not-ours-7", headers={"Last-Event-ID": first.id}) as c:
+        ev = c.next_event(3)
+        assert ev.type == "session-updated" and ev.session(s.id)["messageCount"] == 3

@@ -35,7 +35,7 @@ def create_app(config: Config | None = None) -> Flask:
         max_clients=config.max_clients,
         client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir)
 
-    from helm_monitor.web import api, errors, ops, page, security, stream
+    from helm_monitor.web import api, errors, ops, page, security, stream, ws
     errors.init_app(app)
     security.init_app(app)
     app.extensions["helm_metrics"] = ops.Metrics(app)
@@ -43,6 +43,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.claude_bp)
     app.register_blueprint(stream.bp)
+    app.register_blueprint(ws.bp)
     app.register_blueprint(ops.bp)
 
     @app.before_request

@@ -13,7 +13,8 @@ or through cross-site requests. So, before any view runs, in this order:
    except for a plain top-level navigation (a link someone clicked), which cannot read
    the answer. Otherwise 403. No CORS headers are ever sent.
 3. With a token configured, every route but ``/healthz`` needs it: ``?token=`` once
-   (answered with a cookie and a redirect to the same URL without it), the cookie, or
+   (answered with a cookie and a redirect to the same URL without it; a WebSocket
+   handshake, which cannot follow a redirect, is let through instead), the cookie, or
    ``Authorization: Bearer``. Otherwise 401.
 
 The cookie does not hold the token: it holds HMAC-SHA256(token, COOKIE_CONTEXT), so the
@@ -260,6 +261,12 @@ def _url_without_token() -> str:
     return path + ("?" + urlencode(query) if query else "")
 
 
+def _websocket_handshake() -> bool:
+    """This request asks to become a WebSocket (``Upgrade: websocket``, ``Connection: upgrade``)."""
+    connection = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
+    return "upgrade" in connection and request.headers.get("Upgrade", "").strip().lower() == "websocket"
+
+
 # -- answers ------------------------------------------------------------------
 
 def _error(status: int, message: str) -> Response:
@@ -334,8 +341,10 @@ def _check_token(token: str, expected_cookie: str) -> Response | None:
     if TOKEN_PARAM in request.args:
         if not _same(request.args[TOKEN_PARAM], token):
             return _unauthorized("the token is wrong")
-        if request.method not in ("GET", "HEAD"):
-            return None  # good for this request; a redirect would turn a POST into a GET
+        if request.method not in ("GET", "HEAD") or _websocket_handshake():
+            # Good for this request: a redirect would turn a POST into a GET, and a
+            # WebSocket handshake cannot follow one.
+            return None
         response = redirect(_url_without_token(), code=303)
         response.headers["Cache-Control"] = "no-store"
         response.set_cookie(
