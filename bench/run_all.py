@@ -39,9 +39,12 @@ NOTES = """Method:
   RSS per connection = (tree RSS with N clients - before) / N.
 - All four agents: `bench/agents.py` on `bench/agents_corpus.py`'s history (Claude Code, Codex, OpenCode,
   Gemini CLI); its section below has the corpus, cold and warm starts and the change latency per source.
+- Page at scale: `bench/page_scale.py` (issue 11), the page in headless Chromium with 5,000 and 20,000 small
+  sessions (`bench/page_corpus.py`), timed in the page up to the next frame; its section below compares the
+  results with `bench/results/page_scale-baseline.json`.
 """
 
-BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle", "agents"]
+BENCHES = ["cold_start", "live_latency", "fanout", "incremental", "idle", "agents", "page_scale"]
 OPTIONAL = ["soak"]  # long: run only when named
 MIN_TIMEOUT_S = {"soak": 2700.0}  # 30 minutes of load, its set-up and its checks
 
@@ -147,6 +150,30 @@ def rows_for(res: dict) -> list[list[str]]:
                              "time until /api/sessions/all lists every session",
                              f"{c['t_all_s']} s (worker peak RSS {c['peak_worker_rss_mb']} MB)", "", ""])
 
+    pg = res.get("page_scale")
+    if pg:
+        for r in pg["runs"]:
+            if not r.get("load"):
+                continue
+            n, v = r["sessions"], r.get("verdicts", {})
+            ld, ks, lv, mem = r["load"], r["keystrokes"], r["live"], r["memory"]
+            big = n >= 5000
+            rows.append([f"page, {n:,} sessions", "navigation -> first row; -> complete list (N in the summary)",
+                         f"{ld['first_row_ms']} ms; {ld['complete_ms']} ms", "complete <= 1 s" if n == 5000 else "",
+                         verdict(v.get("complete_list")) if n == 5000 else ""])
+            rows.append([f"page, {n:,} sessions", f"keystroke -> filtered list (n={ks['n']})",
+                         f"p50 {ks['p50_ms']} ms, p95 {ks['p95_ms']} ms, max {ks['max_ms']} ms"
+                         + (f"; {ks['unexpected_rows']} wrong rows" if ks.get("unexpected_rows") else ""),
+                         "p95 <= 50 ms" if big else "", verdict(v.get("keystroke")) if big else ""])
+            for what, d, vk in (("file change -> row updated", lv["update"], "file_change"),
+                                ("new session -> row shown", lv["new_session"], "new_session")):
+                rows.append([f"page, {n:,} sessions", f"{what} (debounce {lv['debounce_ms']} ms)",
+                             f"p50 {d['p50_ms']} ms, p95 {d['p95_ms']} ms (n={d['n']}, missed {d['missed']})",
+                             "p50 <= 100 ms" if big else "", verdict(v.get(vk)) if big else ""])
+            rows.append([f"page, {n:,} sessions", "JS heap (after GC); DOM after the complete list",
+                         f"{mem['js_heap_used_mb']} MB ({mem['js_heap_used_after_gc_mb']} MB); "
+                         f"{mem['dom_elements']} elements, {mem['rows_in_dom']} rows", "", ""])
+
     idle = res.get("idle")
     if idle:
         for r in idle["runs"]:
@@ -184,6 +211,25 @@ def soak_section(path: Path) -> str:
     if res:
         return soak_markdown(res)
     return split_soak_section(path.read_text() if path.exists() else "")[1]
+
+
+PAGE_HEADING = "\n## Page at scale"
+
+
+def page_section(path: Path) -> str:
+    """The "Page at scale" section: made from page_scale.json (beside page_scale-baseline.json), else the one
+    the file already has."""
+    from page_scale import markdown as page_markdown
+
+    res, base = load("page_scale"), load("page_scale-baseline")
+    if res or base:
+        return page_markdown(res, base)
+    text = path.read_text() if path.exists() else ""
+    i = text.find(PAGE_HEADING)
+    if i < 0:
+        return ""
+    j = text.find("\n## ", i + 1)
+    return text[i + 1:len(text) if j < 0 else j + 1]
 
 
 AGENTS_HEADING = "\n## All four agents"
@@ -242,6 +288,9 @@ def main(argv=None) -> int:
         agents = "" if a.quick else agents_section(a.write)
         if agents:
             section = agents.rstrip("\n") + "\n" + ("\n" + section if section else "")
+        page = "" if a.quick else page_section(a.write)
+        if page:
+            section = page.rstrip("\n") + "\n" + ("\n" + section if section else "")
         a.write.write_text("# helm-monitor benchmark results\n\nMade with `.venv/bin/python bench/run_all.py"
                            + (" --quick" if a.quick else "") + "` (each benchmark: `bench/<name>.py`, "
                            "raw numbers in `bench/results/<name>.json`).\n\n" + md + "\n\n" + NOTES

@@ -49,3 +49,45 @@ def test_agents_quick_run_reports_every_source(tmp_path):
     assert set(live) == sources
     for src, r in live.items():
         assert r["n"] == res["live"]["reps"] and r["missed"] == 0, (src, r)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_page_scale_quick_run_reports_every_metric(tmp_path):
+    """bench/page_scale.py --quick: the page in Chromium with 300 sessions; every metric measured and sane."""
+    chromium = os.environ.get("HELM_CHROMIUM", "/usr/lib/chromium/chromium")
+    if not os.path.exists(chromium):
+        pytest.skip(f"no Chromium at {chromium}")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCH / "page_scale.py"), "--quick"], capture_output=True, text=True,
+                          timeout=280, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((BENCH / "results" / "page_scale-quick.json").read_text())
+    assert res["quick"] and res["debounce_ms"] > 0
+    (run,) = res["runs"]
+    n = run["sessions"]
+    assert run["served"] == n and run["served_active"] >= 1
+    ld = run["load"]
+    assert 0 < ld["first_row_dom_ms"] <= ld["first_row_ms"] < 60_000
+    assert ld["first_row_dom_ms"] <= ld["complete_dom_ms"] <= ld["complete_ms"] < 60_000
+    assert str(n) in ld["total_text"].replace(",", "").replace("\u202f", "").replace("\u00a0", "").replace(" ", "")
+    mem = run["memory"]
+    assert 0.1 < mem["js_heap_used_mb"] < 500 and 0.1 < mem["cdp_js_heap_used_after_gc_mb"] < 500
+    assert 0 < mem["rows_in_dom"] <= mem["dom_elements"] and mem["dom_nodes"] > 0
+    ks = run["keystrokes"]
+    assert ks["n"] == sum(len(q) + 1 for q in res["queries"])
+    assert 0 < ks["p50_ms"] <= ks["p95_ms"] <= ks["max_ms"] < 10_000
+    assert ks["unexpected_rows"] == 0, ks["checks"]
+    by_query = {c["query"]: c for c in ks["checks"]}
+    assert by_query["zqx"]["shown"] == 0 and 0 < by_query["#4821"]["shown"] <= 3 < by_query["fix"]["shown"]
+    for phase in ("update", "new_session"):
+        lv = run["live"][phase]
+        assert lv["missed"] == 0 and lv["n"] == res["reps"], (phase, lv)
+        assert 0 < lv["p50_ms"] <= lv["p95_ms"] < 5_000, (phase, lv)
+    assert run["live"]["update"]["count_ok"]
+    assert abs(run["live"]["clock_offset_ms"]) < 1000
+    for phase in ("load", "keystrokes"):
+        assert run["profile"][phase]["top_self"], phase
+    assert not run["page_errors"], run["page_errors"]
