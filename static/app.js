@@ -31,7 +31,8 @@ const refreshButton = $('refresh');
 
 // -- the address ---------------------------------------------------------------------------
 
-function writeUrl(push) {
+/** The query string (``?…`` or empty) for the filters and the open session. */
+function addressQuery() {
   const p = new URLSearchParams(location.search);
   const set = (name, value) => (value ? p.set(name, value) : p.delete(name));
   set('q', list.filters.query);
@@ -39,19 +40,28 @@ function writeUrl(push) {
   set('agent', list.filters.agent);
   set('session', view.openKey());
   const query = p.toString();
-  const url = location.pathname + (query ? '?' + query : '') + location.hash;
+  return query ? '?' + query : '';
+}
+
+let typedUrl = 0; // the address waits for typing to pause
+
+function writeUrl(push) {
+  clearTimeout(typedUrl);
+  const url = location.pathname + addressQuery() + location.hash;
   if (url === location.pathname + location.search + location.hash) return;
   if (push) history.pushState(null, '', url);
   else history.replaceState(null, '', url);
-  list.refreshLinks();
+  list.refreshLinks(location.search);
 }
 
 function readUrl() {
+  clearTimeout(typedUrl);
   const p = new URLSearchParams(location.search);
   list.filters.query = p.get('q') || '';
   list.filters.project = p.get('project') || '';
   list.filters.agent = p.get('agent') || '';
   if (search.value !== list.filters.query) search.value = list.filters.query;
+  list.refreshLinks(location.search);
   list.refilter();
   const id = p.get('session');
   if (id && id !== view.openKey()) view.openSession(id, { push: false });
@@ -100,18 +110,15 @@ function onKeyDown(event) {
   const down = event.key === 'ArrowDown' || (!typing && event.key === 'j');
   const up = event.key === 'ArrowUp' || (!typing && event.key === 'k');
   if (!down && !up) return;
-  const inList = target instanceof Element && target.classList.contains('row-link');
-  if (!inList && !(target === search && down)) return;
-  const links = list.visibleRowLinks();
-  if (!links.length) return;
+  if (target === search) {
+    // Down from the search box: the first row (rendered or not: the list is windowed).
+    if (down && list.focusFirst()) event.preventDefault();
+    return;
+  }
+  if (!list.isRowLink(target)) return;
   event.preventDefault();
-  const i = links.indexOf(target);
-  let next;
-  if (target === search) next = links[0];
-  else if (down) next = links[Math.min(links.length - 1, i + 1)];
-  else next = i <= 0 ? search : links[i - 1];
-  next.focus();
-  if (next !== search) next.scrollIntoView({ block: 'nearest' });
+  // Up from the first row goes back to the search box; down from the last stays.
+  if (!list.focusNext(target, down ? 1 : -1) && up) search.focus();
 }
 
 // -- wiring ----------------------------------------------------------------------------------
@@ -131,8 +138,12 @@ function init() {
 
   search.addEventListener('input', () => {
     list.filters.query = search.value;
+    // The rows' links follow each keystroke; the address once typing pauses (a history
+    // call costs milliseconds, and browsers throttle many of them).
+    list.refreshLinks(addressQuery());
     list.refilter();
-    writeUrl(false);
+    clearTimeout(typedUrl);
+    typedUrl = setTimeout(() => writeUrl(false), 250);
   });
   projectSelect.addEventListener('change', () => {
     list.filters.project = projectSelect.value;
@@ -146,8 +157,7 @@ function init() {
   });
   $('filters').addEventListener('submit', (event) => {
     event.preventDefault();
-    const first = list.visibleRowLinks()[0];
-    if (first) first.focus();
+    list.focusFirst();
   });
   refreshButton.addEventListener('click', refresh);
   document.addEventListener('keydown', onKeyDown);

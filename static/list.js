@@ -1,421 +1,438 @@
 /* The session list: rows grouped by project, newest first, active ones on top.
 
-A change from the store touches only the rows it names: DOM nodes, scroll position
-and focus survive every event. Filtering (search, project, agent) hides rows.
+It stays fast with tens of thousands of sessions by doing per change only what that
+change needs:
+- list-order.js keeps the model (entries in sorted groups, the counts) up to date by
+  binary search, so a change of one session moves one entry;
+- search-index.js filters by a cached, lower-cased text per session;
+- list-controls.js renders the summary, the empty state and the filters' options from
+  the model's counts;
+- list-window.js places every shown row and header (one pass of additions) and says
+  which ones are near the viewport; only those exist in the DOM (list-row.js builds
+  them), in a container as tall as the whole list, so the page scrolls naturally.
+
+Store changes are laid out once per animation frame (a burst costs one layout), a filter
+change at once (a keystroke's work is done while its frame is awaited). A row that stays
+on screen keeps its element (and its text, unless its session changed); rows that leave
+the window go back to a pool and are reused for the rows that enter it. The focused row
+is kept in the DOM wherever it is, and focus survives every update. Keyboard navigation
+walks the whole shown sequence (focusFirst, focusNext), scrolling rows into view.
 */
 
-import { $, h, setAttr, setHidden, setText } from './dom.js';
-import {
-  STATUSES, STATUS_HINT, absoluteTime, agentLabel, baseName, compactNumber, isActive, keyOf, plural,
-  projectKey, relativeTime, shortModel, statusOf, timeOf, tokenTitle, tokenTotal,
-} from './format.js';
-import { maskSecrets } from './mask.js';
-import { BASE_TITLE } from './settings.js';
-import { hasReceived, sessions } from './store.js';
+import { $, setAttr, setHidden, setText } from './dom.js';
+import { relativeTime, statusOf } from './format.js';
+import * as controls from './list-controls.js';
+import * as model from './list-order.js';
+import { createGroup, createRow, fillGroupCounts, fillRow, pulse, resetRow } from './list-row.js';
+import { groupsIn, layout, readGeometry, rowsIn, sameGeometry, scrollerOf, viewport } from './list-window.js';
+import { Filter, prepare } from './search-index.js';
+import { hasReceived } from './store.js';
 
 /** What the list shows: the search words, one project, one agent (all kept in the address). */
 export const filters = { query: '', project: '', agent: '' };
 
-const rows = new Map(); // key -> row record
-const groups = new Map(); // project key -> group record
+/** Rendered beyond the viewport, above and below (px): scrolling finds rows ready. */
+const OVERSCAN = 480;
+/** Up to this many sessions the list is rendered whole, the rows the filters leave out
+ * hidden: there is nothing to save, and find-in-page sees every row. */
+const WHOLE_LIST_ROWS = 150;
+
+const filter = new Filter();
+let geometry = null; // the heights in effect (list-window.readGeometry)
+let lay = { gen: 0, rows: [], groups: [], height: 0 }; // the shown sequence, placed
+let laidOut = { version: -1, filterGen: -1 }; // what lay was built from
+let layoutGen = 0;
+let dirty = true; // the model or the filter changed: lay must be rebuilt
+let frame = 0; // a render is scheduled for the next animation frame
+let fallback = 0; // ... or for this timer, whichever comes first
+let fillGen = 0; // bumps when every rendered row must be written again
 let manyHosts = false; // sessions of more than one host are listed
 let selectedKey = null;
-let projectsChanged = false;
+let revealKey = null; // a row just selected: scrolled into view once it is listed
 let onOpen = () => {};
 
-const els = {
-  groups: $('groups'),
-  empty: $('empty'),
-  emptyTitle: $('empty-title'),
-  emptyText: $('empty-text'),
-  activeCount: document.querySelector('[data-active-count]'),
-  statusCounts: $('status-counts'),
-  totalCount: $('total-count'),
-  project: $('project-filter'),
-  agent: $('agent-filter'),
-};
+const rendered = new Map(); // session key -> row in the DOM
+const pool = []; // rows out of the DOM, ready for reuse
+const attached = new Set(); // groups whose element is in the DOM
+const pulses = new Set(); // keys whose rows flash when next rendered
+
+const els = { pane: $('sessions'), groups: $('groups') };
+
+let linkQuery = location.search; // the address the rows' links keep (app.js: refreshLinks)
+
+/** href(key): a row's link, the address with the session set (the other parameters kept). */
+function sessionHrefs() {
+  const p = new URLSearchParams(linkQuery);
+  return (key) => {
+    p.set('session', key);
+    return '?' + p.toString();
+  };
+}
+
+const fillContext = () => ({ manyHosts, selectedKey, href: sessionHrefs(), gen: fillGen });
 
 /** open(key): a row was clicked. */
 export function initList({ open }) {
   onOpen = open;
+  // Scrolling the document, or the list pane while it scrolls by itself, moves the window.
+  document.addEventListener('scroll', (event) => {
+    if (event.target === document || event.target === els.pane) schedule();
+  }, { capture: true, passive: true });
+  window.addEventListener('resize', schedule);
+  // Opening or closing a session resizes the pane (and may change the row heights).
+  if (window.ResizeObserver) new ResizeObserver(schedule).observe(els.pane);
   renderProjectOptions();
   renderAgentOptions();
-  applyFilter();
+  applyFilters();
   renderSummary();
-}
-
-/** A store change: patch the rows it names, then lay out once. */
-export function update(change) {
-  for (const { key } of change.removed) removeRow(key);
-  for (const { key, session, previous } of change.changed) upsertRow(key, session, previous);
   render();
 }
 
-function upsertRow(id, session, previous) {
-  let row = rows.get(id);
-  if (!row) {
-    row = createRow(session);
-    rows.set(id, row);
+/** A store change: update the model and the counts now, lay the rows out next frame. */
+export function update(change) {
+  model.apply(change);
+  for (const { key, session, previous } of change.changed) {
+    if (previous && (previous.messageCount !== session.messageCount || statusOf(previous) !== statusOf(session))) {
+      pulses.add(key);
+    }
   }
-  const key = projectKey(session);
-  if (row.group && row.group.key !== key) {
-    row.group.ids.delete(id);
-    row.group = null;
+  if (model.changed.hosts) {
+    model.changed.hosts = false;
+    const many = model.hostCount() > 1;
+    if (many !== manyHosts) {
+      manyHosts = many;
+      fillGen += 1;
+    }
   }
-  if (!row.group) {
-    row.group = groupFor(key);
-    row.group.ids.add(id);
+  if (model.changed.projects) {
+    model.changed.projects = false;
+    renderProjectOptions();
   }
-  fillRow(row, session, previous);
+  if (model.changed.sources) {
+    model.changed.sources = false;
+    renderAgentOptions();
+  }
+  applyFilters();
+  renderSummary();
+  invalidate();
+  prepareSearch();
 }
 
-function removeRow(id) {
-  const row = rows.get(id);
-  if (!row) return;
-  rows.delete(id);
-  row.el.remove();
-  if (row.group) row.group.ids.delete(id);
-}
-
-function sessionHref(id) {
-  const p = new URLSearchParams(location.search);
-  p.set('session', id);
-  return '?' + p.toString();
-}
-
-function createRow(session) {
-  const f = {
-    status: h('span', { 'data-field': 'status' }),
-    source: h('span', { class: 'chip chip-agent', 'data-field': 'source' }),
-    host: h('span', { class: 'chip chip-host', 'data-field': 'host', hidden: true }),
-    title: h('span', { class: 'row-title', 'data-field': 'title' }),
-    project: h('span', { class: 'row-project', 'data-field': 'project' }),
-    branch: h('span', { class: 'chip chip-branch', 'data-field': 'gitBranch' }),
-    model: h('span', { class: 'row-model', 'data-field': 'model' }),
-    prompt: h('span', { class: 'row-prompt', 'data-field': 'lastPrompt' }),
-    messageCount: h('span', { class: 'num', 'data-field': 'messageCount' }),
-    messagesLabel: h('span', { class: 'unit' }),
-    tokens: h('span', { class: 'num', 'data-field': 'tokens' }),
-    subagents: h('span', { class: 'num', 'data-field': 'subagentCount' }),
-    subagentsLabel: h('span', { class: 'unit' }),
-    time: h('time', { class: 'row-time', 'data-field': 'updatedAt' }),
+/** In idle time, build the search text of the sessions that have none (search-index.js). */
+let preparing = 0;
+function prepareSearch() {
+  if (preparing || typeof requestIdleCallback !== 'function') return;
+  const pending = model.entries.values();
+  const step = (deadline) => {
+    // Short slices: a keystroke arriving meanwhile waits for this one to end.
+    const end = performance.now() + 8;
+    while (deadline.timeRemaining() > 1 && performance.now() < end) {
+      for (let n = 0; n < 256; n++) {
+        const next = pending.next();
+        if (next.done) {
+          preparing = 0;
+          return;
+        }
+        prepare(next.value);
+      }
+    }
+    preparing = requestIdleCallback(step);
   };
-  const badge = h('span', { class: 'badge' }, h('span', { class: 'badge-dot', 'aria-hidden': 'true' }), f.status);
-  const subagentStat = h('span', { class: 'stat stat-agents' }, f.subagents, ' ', f.subagentsLabel);
-  const key = keyOf(session);
-  const link = h('a', { class: 'row-link', href: sessionHref(key) },
-    badge,
-    h('span', { class: 'row-main' },
-      f.title,
-      h('span', { class: 'row-sub' }, f.source, f.host, f.project, f.branch, f.model),
-      f.prompt),
-    h('span', { class: 'row-stats' },
-      h('span', { class: 'stat' }, f.messageCount, ' ', f.messagesLabel),
-      h('span', { class: 'stat stat-tokens' }, f.tokens, ' ', h('span', { class: 'unit' }, 'tok')),
-      subagentStat,
-      f.time));
-  const el = h('li', { class: key === selectedKey ? 'row row-selected' : 'row', 'data-session-key': key,
-    'data-session-id': session.id }, link);
-  const row = { el, link, badge, subagentStat, f, updated: 0 };
-  link.addEventListener('click', (event) => {
-    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
-    event.preventDefault();
-    onOpen(key);
-  });
+  preparing = requestIdleCallback(step);
+}
+
+function invalidate() {
+  dirty = true;
+  schedule();
+}
+
+/** Render in the next animation frame; a tab in the background has none: a timer then. */
+function schedule() {
+  if (frame) return;
+  frame = requestAnimationFrame(flush);
+  fallback = setTimeout(flush, 100);
+}
+
+/** Bring the DOM up to date now (keyboard navigation cannot wait for the frame). */
+function flush() {
+  if (frame) {
+    cancelAnimationFrame(frame);
+    clearTimeout(fallback);
+    frame = 0;
+  }
+  render();
+}
+
+// -- rendering --------------------------------------------------------------------------
+
+const rowKeyOf = (el) => {
+  const row = el && el.closest ? el.closest('.row') : null;
+  return row ? row.getAttribute('data-session-key') : null;
+};
+
+/** The shown entry of ``key`` in the current layout, or null. */
+function shownEntry(key) {
+  const entry = key ? model.entries.get(key) : null;
+  return entry && entry.layoutGen === lay.gen ? entry : null;
+}
+
+/** Lay the list out again; the first row in view stays where it was on screen. */
+function relayout() {
+  const anchor = anchorRow();
+  layoutGen += 1;
+  // A query that only narrows the last one: only the rows shown now can still match.
+  const narrowed = filter.narrowing && laidOut.filterGen === filter.gen - 1 && laidOut.version === model.version;
+  lay = layout(model.order, filter, geometry, layoutGen, narrowed ? lay.rows : null);
+  laidOut = { version: model.version, filterGen: filter.gen };
+  dirty = false;
+  model.moved.clear();
+  els.groups.style.height = `${lay.height}px`;
+  if (anchor) {
+    const entry = shownEntry(anchor.key);
+    const delta = entry ? entry.top - anchor.top : 0;
+    if (Math.abs(delta) >= 0.5) scrollerOf(els.pane).scrollTop += delta;
+  }
+  renderEmpty();
+}
+
+/** The first row in view that did not change, when the list is scrolled past its top (at
+ * the top, new rows push the others down). */
+function anchorRow() {
+  if (!lay.rows.length) return null;
+  const view = viewport(els.groups, els.pane);
+  if (view.top <= 0) return null;
+  let [i] = rowsIn(lay, view.top, view.bottom);
+  for (; i < lay.rows.length && lay.rows[i].top < view.bottom; i++) {
+    const entry = lay.rows[i];
+    if (!model.moved.has(entry.key) && model.entries.get(entry.key) === entry) return { key: entry.key, top: entry.top };
+  }
+  return null;
+}
+
+/**
+ * Make the DOM show the rows near the viewport (and ``pinKey``'s row and the focused
+ * row, wherever they are), laying the list out first if anything changed.
+ */
+function render(pinKey = null) {
+  const geo = readGeometry(els.groups);
+  if (!sameGeometry(geo, geometry)) {
+    geometry = geo;
+    dirty = true;
+  }
+  const focused = document.activeElement && els.groups.contains(document.activeElement) ? document.activeElement : null;
+  if (dirty) relayout();
+
+  const { wanted, groupList } = model.entries.size <= WHOLE_LIST_ROWS ? wholeList()
+    : inWindow([rowKeyOf(focused), pinKey, revealKey]);
+  const groupSet = new Set(groupList);
+
+  // Out of the window: rows back to the pool, groups out of the DOM (kept for later).
+  const keep = new Set();
+  for (const entry of wanted) keep.add(entry.key);
+  for (const [key, row] of rendered) {
+    if (keep.has(key)) continue;
+    row.el.remove();
+    resetRow(row);
+    rendered.delete(key);
+    pool.push(row);
+  }
+  for (const group of attached) {
+    if (groupSet.has(group)) continue;
+    group.dom.el.remove();
+    attached.delete(group);
+  }
+
+  const sections = [];
+  for (const group of groupList) {
+    if (!group.dom) group.dom = createGroup(group.key);
+    const dom = group.dom;
+    const shown = group.layoutGen === lay.gen;
+    setHidden(dom.el, !shown);
+    attached.add(group);
+    sections.push(dom.el);
+    if (!shown) continue;
+    if (dom.top !== group.top) {
+      dom.el.style.top = `${group.top}px`;
+      dom.top = group.top;
+    }
+    if (dom.height !== group.height) {
+      dom.el.style.height = `${group.height}px`;
+      dom.height = group.height;
+    }
+    fillGroupCounts(dom, group.shown, group.shownActive);
+  }
+  reorder(els.groups, sections);
+
+  const ctx = fillContext();
+  for (let i = 0; i < wanted.length;) {
+    const group = wanted[i].group;
+    const nodes = [];
+    for (; i < wanted.length && wanted[i].group === group; i++) nodes.push(renderRow(wanted[i], ctx).el);
+    reorder(group.dom.list, nodes);
+  }
+  pulses.clear();
+
+  // Moving a focused node blurs it: give the focus back.
+  if (focused && document.activeElement !== focused && focused.isConnected) focused.focus({ preventScroll: true });
+
+  // The open session's row is in view beside it (the list pane starts at its top).
+  if (revealKey && (shownEntry(revealKey) || hasReceived())) {
+    const row = rendered.get(revealKey);
+    revealKey = null;
+    if (row && !row.el.hidden) {
+      row.el.scrollIntoView({ block: 'nearest' });
+      render();
+    }
+  }
+}
+
+/** A short list: every group and row, those the filters leave out hidden. */
+function wholeList() {
+  const wanted = [];
+  for (const group of model.order) for (const entry of group.members) wanted.push(entry);
+  return { wanted, groupList: model.order };
+}
+
+/** A long list: the shown rows and groups near the viewport, and the rows of ``pins``. */
+function inWindow(pins) {
+  const view = viewport(els.groups, els.pane);
+  const top = view.top - OVERSCAN;
+  const bottom = Math.max(view.bottom, view.top) + OVERSCAN;
+  const [from, to] = rowsIn(lay, top, bottom);
+  const wanted = lay.rows.slice(from, to);
+  let pinned = false;
+  for (const key of pins) {
+    const entry = shownEntry(key);
+    if (entry && (entry.index < from || entry.index >= to) && !wanted.includes(entry)) {
+      wanted.push(entry);
+      pinned = true;
+    }
+  }
+  if (pinned) wanted.sort((a, b) => a.index - b.index);
+  const [gFrom, gTo] = groupsIn(lay, top, bottom);
+  const groups = new Set(lay.groups.slice(gFrom, gTo));
+  for (const entry of wanted) groups.add(entry.group);
+  return { wanted, groupList: [...groups].sort((a, b) => a.top - b.top) };
+}
+
+function renderRow(entry, ctx) {
+  let row = rendered.get(entry.key);
+  if (!row) {
+    row = pool.pop() || createRow((key) => onOpen(key));
+    rendered.set(entry.key, row);
+  }
+  if (row.key !== entry.key || row.session !== entry.session || row.fillGen !== ctx.gen) fillRow(row, entry, ctx);
+  const shown = entry.layoutGen === lay.gen;
+  setHidden(row.el, !shown);
+  if (!shown) return row;
+  if (row.top !== entry.offset) {
+    row.el.style.top = `${entry.offset}px`;
+    row.top = entry.offset;
+  }
+  if (pulses.has(entry.key)) pulse(row);
   return row;
-}
-
-function fillRow(row, session, previous) {
-  const status = statusOf(session);
-  const title = maskSecrets(session.title || 'Untitled session');
-  setAttr(row.el, 'data-status', status);
-  setAttr(row.badge, 'class', `badge badge-${status}`);
-  setAttr(row.badge, 'title', STATUS_HINT[status]);
-  setText(row.f.status, status);
-  setText(row.f.source, agentLabel(session.source));
-  setAttr(row.f.source, 'data-source', session.source || null);
-  setAttr(row.f.source, 'title', `Agent: ${agentLabel(session.source)}`);
-  setText(row.f.host, session.host || '');
-  setAttr(row.f.host, 'title', session.host ? `Host: ${session.host}${session.stale ? ' (offline)' : ''}` : null);
-  row.el.classList.toggle('row-stale', Boolean(session.stale));
-  // The host is worth a chip only once more than one host publishes (SPEC section 7).
-  setHidden(row.f.host, !manyHosts || !session.host);
-  setText(row.f.title, title);
-  setAttr(row.f.title, 'title', title);
-  const project = projectKey(session);
-  setText(row.f.project, baseName(project));
-  setAttr(row.f.project, 'title', project);
-  setText(row.f.branch, session.gitBranch ? maskSecrets(session.gitBranch) : '');
-  setHidden(row.f.branch, !session.gitBranch);
-  setText(row.f.model, shortModel(session.model));
-  setHidden(row.f.model, !session.model);
-  let prompt = maskSecrets(session.lastPrompt || session.firstPrompt || '');
-  // A session titled by its only prompt would show the same words twice.
-  if (prompt.replace(/\s+/g, ' ').trim() === title.trim()) prompt = '';
-  setText(row.f.prompt, prompt);
-  setHidden(row.f.prompt, !prompt);
-  const count = Number(session.messageCount) || 0;
-  setText(row.f.messageCount, count);
-  setText(row.f.messagesLabel, count === 1 ? 'msg' : 'msgs');
-  setText(row.f.tokens, compactNumber(tokenTotal(session.tokens)));
-  setAttr(row.f.tokens.parentNode, 'title', tokenTitle(session.tokens));
-  const agents = Number(session.subagentCount) || 0;
-  setText(row.f.subagents, agents);
-  setText(row.f.subagentsLabel, agents === 1 ? 'agent' : 'agents');
-  setHidden(row.subagentStat, agents <= 0);
-  row.updated = timeOf(session.updatedAt);
-  setAttr(row.f.time, 'datetime', session.updatedAt || null);
-  setAttr(row.f.time, 'title', absoluteTime(row.updated));
-  setText(row.f.time, relativeTime(row.updated, Date.now()));
-  setAttr(row.link, 'aria-label', `${title}, ${agentLabel(session.source)}, ${status}, ${plural(count, 'message')}, ${baseName(project)}`);
-  if (previous && (previous.messageCount !== session.messageCount || statusOf(previous) !== status)) {
-    pulse(row.el);
-  }
-}
-
-function pulse(el) {
-  el.classList.remove('row-pulse');
-  // Restart the animation on the same node (reading offsetWidth flushes the style).
-  void el.offsetWidth;
-  el.classList.add('row-pulse');
-}
-
-// -- groups ---------------------------------------------------------------------------
-
-function createGroup(key) {
-  const name = h('h2', { class: 'group-name', title: key }, baseName(key));
-  // The end of a long path matters most: the outer span clips from the left.
-  const path = h('span', { class: 'group-path', title: key }, h('span', { class: 'group-path-text' }, key));
-  const counts = h('span', { class: 'group-counts' });
-  const list = h('ul', { class: 'rows' });
-  const el = h('section', { class: 'group', 'data-project': key },
-    h('header', { class: 'group-head' }, name, path, counts), list);
-  return { key, el, list, counts, ids: new Set() };
-}
-
-function groupFor(key) {
-  let group = groups.get(key);
-  if (!group) {
-    group = createGroup(key);
-    groups.set(key, group);
-    projectsChanged = true;
-  }
-  return group;
-}
-
-function groupOrder(group) {
-  let active = false;
-  let newest = 0;
-  for (const id of group.ids) {
-    const s = sessions.get(id);
-    if (!s) continue;
-    if (isActive(s)) active = true;
-    newest = Math.max(newest, timeOf(s.updatedAt));
-  }
-  return { active, newest };
-}
-
-function compareSessions(a, b) {
-  const activeDiff = Number(isActive(b)) - Number(isActive(a));
-  if (activeDiff) return activeDiff;
-  const timeDiff = timeOf(b.updatedAt) - timeOf(a.updatedAt);
-  return timeDiff || (a.id < b.id ? -1 : 1);
 }
 
 /** Put children of parent in the given order, moving only nodes out of place. */
 function reorder(parent, nodes) {
   let cursor = parent.firstElementChild;
   for (const node of nodes) {
-    if (node === cursor) {
-      cursor = cursor.nextElementSibling;
-    } else {
-      parent.insertBefore(node, cursor);
-    }
+    if (node === cursor) cursor = cursor.nextElementSibling;
+    else parent.insertBefore(node, cursor);
   }
 }
 
-function render() {
-  // Moving a focused node blurs it: remember focus and give it back.
-  const focused = document.activeElement;
-  const keepFocus = focused && els.groups.contains(focused) ? focused : null;
+// -- summary and filters ------------------------------------------------------------------
 
-  const order = [];
-  for (const [key, group] of groups) {
-    if (group.ids.size === 0) {
-      group.el.remove();
-      groups.delete(key);
-      projectsChanged = true;
-      continue;
-    }
-    group.order = groupOrder(group);
-    order.push(group);
-  }
-  order.sort((a, b) => (Number(b.order.active) - Number(a.order.active)) ||
-    (b.order.newest - a.order.newest) || (a.key < b.key ? -1 : 1));
-  for (const group of order) {
-    const members = [...group.ids].map((id) => sessions.get(id)).filter(Boolean).sort(compareSessions);
-    reorder(group.list, members.map((s) => rows.get(keyOf(s)).el));
-  }
-  reorder(els.groups, order.map((g) => g.el));
+const renderSummary = () => controls.renderSummary(model.counts, model.entries.size);
+const renderProjectOptions = () => controls.renderProjectOptions(model.groups.keys(), filters.project);
+const renderAgentOptions = () => controls.renderAgentOptions(model.sourceList(), filters.agent);
+const renderEmpty = () => controls.renderEmpty(lay.rows.length,
+  { received: hasReceived(), filtered: filter.active, filters });
 
-  if (keepFocus && document.activeElement !== keepFocus && keepFocus.isConnected) {
-    keepFocus.focus({ preventScroll: true });
-  }
-  if (projectsChanged) {
-    projectsChanged = false;
-    renderProjectOptions();
-  }
+function applyFilters() {
+  if (filter.set(filters, manyHosts)) invalidate();
+  controls.markFilters(filters);
+}
+
+/** The filters changed (typing, a select, the address): show what matches. At once, not
+ * in the next frame: the work is done while the frame is awaited, not inside it. */
+export function refilter() {
+  if (controls.projectOptionsStale(filters.project)) renderProjectOptions();
   renderAgentOptions();
-  renderHosts();
-  applyFilter();
-  renderSummary();
+  applyFilters();
+  if (dirty) flush();
 }
 
-function renderHosts() {
-  const hosts = new Set();
-  for (const s of sessions.values()) if (s.host) hosts.add(s.host);
-  const many = hosts.size > 1;
-  if (many === manyHosts) return;
-  manyHosts = many;
-  for (const [key, row] of rows) setHidden(row.f.host, !many || !sessions.get(key).host);
-}
-
-function renderSummary() {
-  const counts = { busy: 0, waiting: 0, idle: 0, ended: 0 };
-  for (const s of sessions.values()) counts[statusOf(s)] += 1;
-  const active = counts.busy + counts.waiting + counts.idle;
-  setText(els.activeCount, active);
-  const parts = STATUSES.filter((s) => s !== 'ended' && counts[s]).map((s) => `${counts[s]} ${s}`);
-  setText(els.statusCounts, parts.join(' · '));
-  setText(els.totalCount, plural(sessions.size, 'session'));
-  const title = active ? `(${active}) ${BASE_TITLE}` : BASE_TITLE;
-  if (document.title !== title) document.title = title;
-}
-
-// -- filtering --------------------------------------------------------------------------
-
-function haystack(session) {
-  return [session.title, session.projectPath, session.projectDir, session.firstPrompt, session.lastPrompt,
-    session.gitBranch, session.model, session.id, agentLabel(session.source), manyHosts ? session.host : null].filter(Boolean).join('\n').toLowerCase();
-}
-
-function matches(session, terms) {
-  if (filters.project && projectKey(session) !== filters.project) return false;
-  if (filters.agent && session.source !== filters.agent) return false;
-  if (!terms.length) return true;
-  const text = haystack(session);
-  return terms.every((term) => text.includes(term));
-}
-
-function applyFilter() {
-  const terms = filters.query.toLowerCase().split(/\s+/).filter(Boolean);
-  let visible = 0;
-  for (const group of groups.values()) {
-    let shown = 0;
-    let active = 0;
-    for (const id of group.ids) {
-      const s = sessions.get(id);
-      const row = rows.get(id);
-      const ok = matches(s, terms);
-      setHidden(row.el, !ok);
-      if (ok) {
-        shown += 1;
-        if (isActive(s)) active += 1;
-      }
-    }
-    setHidden(group.el, shown === 0);
-    setText(group.counts, plural(shown, 'session') + (active ? ` · ${active} active` : ''));
-    visible += shown;
-  }
-  els.project.classList.toggle('is-set', Boolean(filters.project));
-  els.agent.classList.toggle('is-set', Boolean(filters.agent));
-  const filtered = Boolean(terms.length || filters.project || filters.agent);
-  setHidden(els.empty, visible > 0);
-  if (visible === 0) {
-    if (!hasReceived()) {
-      setText(els.emptyTitle, 'Loading sessions…');
-      setText(els.emptyText, '');
-    } else if (filtered) {
-      setText(els.emptyTitle, 'No sessions match');
-      const where = [filters.project ? 'in this project' : '', filters.agent ? `of ${agentLabel(filters.agent)}` : '']
-        .filter(Boolean).join(' ');
-      setText(els.emptyText, filters.query ? `Nothing matches “${filters.query}”${where ? ' ' + where : ''}.`
-        : `No sessions ${where || 'here'}.`);
-    } else {
-      setText(els.emptyTitle, 'No sessions yet');
-      setText(els.emptyText, 'A session shows up here the moment Claude Code, Codex, OpenCode or Gemini CLI starts writing it.');
-    }
-  }
-}
-
-function renderProjectOptions() {
-  const keys = [...groups.keys()];
-  if (filters.project && !keys.includes(filters.project)) keys.push(filters.project);
-  keys.sort((a, b) => baseName(a).localeCompare(baseName(b)) || a.localeCompare(b));
-  const current = [...els.project.options].slice(1).map((o) => o.value);
-  if (current.length === keys.length && current.every((v, i) => v === keys[i])) return;
-  while (els.project.options.length > 1) els.project.remove(1);
-  const names = new Map();
-  for (const key of keys) names.set(baseName(key), (names.get(baseName(key)) || 0) + 1);
-  for (const key of keys) {
-    // Two projects with the same folder name: show the full path to tell them apart.
-    const label = names.get(baseName(key)) > 1 ? key : baseName(key);
-    els.project.add(h('option', { value: key, title: key }, label));
-  }
-  els.project.value = filters.project;
-}
-
-/** The agent filter lists the agents seen; it stays out of the way while there is only one. */
-function renderAgentOptions() {
-  const seen = new Set();
-  for (const s of sessions.values()) if (s.source) seen.add(s.source);
-  if (filters.agent) seen.add(filters.agent);
-  const agents = [...seen].sort((a, b) => agentLabel(a).localeCompare(agentLabel(b)));
-  const current = [...els.agent.options].slice(1).map((o) => o.value);
-  if (!(current.length === agents.length && current.every((v, i) => v === agents[i]))) {
-    while (els.agent.options.length > 1) els.agent.remove(1);
-    for (const a of agents) els.agent.add(h('option', { value: a }, agentLabel(a)));
-  }
-  els.agent.value = filters.agent;
-  els.agent.classList.toggle('is-set', Boolean(filters.agent));
-  setHidden(els.agent, agents.length < 2 && !filters.agent);
-}
+// -- rows: selection, links, time --------------------------------------------------------
 
 /** The open session's row is marked (it need not be listed yet). */
 export function markSelected(key) {
   selectedKey = key;
-  for (const row of rows.values()) row.el.classList.toggle('row-selected', row.el.dataset.sessionKey === key);
+  for (const row of rendered.values()) row.el.classList.toggle('row-selected', row.key === key);
+  revealKey = key;
+  if (key) schedule();
 }
 
-/** The address changed: every row's link keeps the other parameters. */
-export function refreshLinks() {
-  for (const row of rows.values()) setAttr(row.link, 'href', sessionHref(row.el.dataset.sessionKey));
+/** The address changed (or is about to: ``query``, its query string): every row's link
+ * keeps the other parameters. */
+export function refreshLinks(query = location.search) {
+  if (query === linkQuery) return;
+  linkQuery = query;
+  const href = sessionHrefs();
+  for (const row of rendered.values()) setAttr(row.link, 'href', href(row.key));
+}
+
+/** Every rendered row's relative time, once a second. */
+export function tick(now) {
+  for (const row of rendered.values()) setText(row.f.time, relativeTime(row.updated, now));
+}
+
+// -- keyboard --------------------------------------------------------------------------------
+
+/** Render ``entry``'s row (scrolling it into view) and focus its link. */
+function focusEntry(entry) {
+  render(entry.key);
+  const row = rendered.get(entry.key);
+  if (!row) return null;
+  row.link.focus({ preventScroll: true });
+  row.el.scrollIntoView({ block: 'nearest' }); // the row: it has the scroll margins
+  render(); // the rows around it, at the new scroll position
+  return row.link;
+}
+
+/** Whether ``el`` is a row's link (keyboard navigation moves between these). */
+export function isRowLink(el) {
+  return el instanceof Element && el.classList.contains('row-link') && els.groups.contains(el);
+}
+
+/** Focus the first shown row; its link, or null when no row is shown. */
+export function focusFirst() {
+  flush();
+  return lay.rows.length ? focusEntry(lay.rows[0]) : null;
+}
+
+/**
+ * Focus the row ``step`` rows after (before, if negative) the one holding ``from``, across
+ * the whole shown list, rendered or not. Its link, or null when there is no such row.
+ */
+export function focusNext(from, step) {
+  flush();
+  const entry = shownEntry(rowKeyOf(from));
+  if (!entry) return focusFirst();
+  const next = lay.rows[entry.index + step];
+  return next ? focusEntry(next) : null;
 }
 
 /** Give the row of ``key`` the focus, if it is shown; true when it was. */
 export function focusRow(key) {
-  const row = rows.get(key);
-  if (!row || row.el.hidden || (row.group && row.group.el.hidden)) return false;
-  row.link.focus({ preventScroll: false });
-  return true;
+  flush();
+  const entry = shownEntry(key);
+  return Boolean(entry && focusEntry(entry));
 }
 
-/** The links of the rows shown, top to bottom (keyboard navigation). */
+/** The links of the rows in the DOM now (the window), top to bottom. */
 export function visibleRowLinks() {
-  return [...els.groups.querySelectorAll('.row:not([hidden]) .row-link')]
-    .filter((a) => !a.closest('.group[hidden]'));
-}
-
-/** Every shown row's relative time, once a second. */
-export function tick(now) {
-  for (const row of rows.values()) {
-    if (!row.el.hidden) setText(row.f.time, relativeTime(row.updated, now));
-  }
-}
-
-/** The filters changed (typing, a select, the address): show what matches. */
-export function refilter() {
-  renderProjectOptions();
-  renderAgentOptions();
-  applyFilter();
+  flush();
+  return [...els.groups.querySelectorAll('.group:not([hidden]) .row:not([hidden]) .row-link')];
 }

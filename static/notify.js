@@ -1,4 +1,9 @@
-/* Desktop notifications (opt-in): a session waits for you, or finished its turn. */
+/* Desktop notifications (opt-in): a session waits for you, or finished its turn.
+ *
+ * One notification per transition per browser: only the tab that holds the stream
+ * (feed.js calls setLeading) raises them; the others' stores see the same changes. The
+ * switch is shared by every tab (localStorage, followed through 'storage' events).
+ */
 
 import { $, setAttr, setHidden } from './dom.js';
 import { flash } from './banner.js';
@@ -7,8 +12,14 @@ import { maskSecrets } from './mask.js';
 
 const NOTIFY_KEY = 'helm-monitor.notify';
 let notifyOn = false;
+let leading = true;
 let onOpen = () => {};
 const button = $('notify');
+
+/** Whether this tab raises the notifications (it holds the stream, or it is on its own). */
+export function setLeading(on) {
+  leading = Boolean(on);
+}
 
 export function setupNotifications(open) {
   onOpen = open;
@@ -29,6 +40,12 @@ export function setupNotifications(open) {
     }
     renderNotifyButton();
   });
+  // Turned on or off in another tab.
+  window.addEventListener('storage', (event) => {
+    if (event.key !== NOTIFY_KEY) return;
+    notifyOn = Notification.permission === 'granted' && event.newValue === 'on';
+    renderNotifyButton();
+  });
 }
 
 function renderNotifyButton() {
@@ -39,7 +56,7 @@ function renderNotifyButton() {
 }
 
 function noticeTransition(previous, session) {
-  if (!notifyOn) return;
+  if (!notifyOn || !leading) return;
   const before = statusOf(previous);
   const after = statusOf(session);
   let text = '';
@@ -64,6 +81,6 @@ function noticeTransition(previous, session) {
 
 /** A store change: notify of the transitions it holds. */
 export function update(change) {
-  if (!notifyOn) return;
+  if (!notifyOn || !leading) return;
   for (const { session, previous } of change.changed) if (previous) noticeTransition(previous, session);
 }
