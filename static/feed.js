@@ -49,9 +49,11 @@ function apply(type, data) {
 function renderAlert(alert) {
   if (alert === shownAlert) return;
   shownAlert = alert;
-  if (alert === 401 || alert === 403) showAuthError(alert);
-  else if (alert === 'offline') showBanner('offline', 'The server is not answering. Showing the last known state; retrying…');
-  else {
+  if (alert === 401 || alert === 403) {
+    showAuthError(alert);
+  } else if (alert === 'offline') {
+    showBanner('offline', 'The server is not answering. Showing the last known state; retrying…');
+  } else {
     clearBanner('auth');
     clearBanner('offline');
   }

@@ -52,7 +52,8 @@ export function openWebSocket(url, { open, message, fail }) {
     } catch (err) {
       return;
     }
-    if (data && typeof data.type === 'string') message(data.type, data, typeof data.id === 'string' ? data.id : undefined);
+    if (!data || typeof data.type !== 'string') return;
+    message(data.type, data, typeof data.id === 'string' ? data.id : undefined);
   };
   socket.onerror = socket.onclose = () => {
     if (finish()) fail();

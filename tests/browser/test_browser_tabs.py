@@ -66,7 +66,8 @@ def test_eight_tabs_share_one_stream_and_survive_the_holder_closing(new_page, co
     assert inits_sent(server) == inits  # resumed (?lastEventId=), not started over with init
 
     second, times = write_and_time(claude, rest, "Now document it")
-    print(f"new session in {len(rest)} tabs after the takeover: {max(times):.0f} ms after the write {[round(t) for t in times]}")
+    print(f"new session in {len(rest)} tabs after the takeover: {max(times):.0f} ms after the write "
+          f"(each: {[round(t) for t in times]})")
     session.turn("and one more", "Sure.")
     for page in rest:
         expect(field(page, session.id, "messageCount")).to_have_text("4", timeout=1000)
@@ -92,8 +93,9 @@ def test_eight_tabs_come_back_after_a_server_restart(new_page, console, claude, 
     session.turn("after the restart")
     for page in pages:
         expect(field(page, session.id, "messageCount")).to_have_text("4", timeout=2000)
-    later, times = write_and_time(claude, pages, "a session started after the restart", within_ms=2000)
-    print(f"\nnew session in {TABS} tabs after the restart: {max(times):.0f} ms after the write {[round(t) for t in times]}")
+    _, times = write_and_time(claude, pages, "a session started after the restart", within_ms=2000)
+    print(f"\nnew session in {TABS} tabs after the restart: {max(times):.0f} ms after the write "
+          f"(each: {[round(t) for t in times]})")
     expect_stream_clients(srv, 1)
 
 
@@ -319,7 +321,8 @@ def test_a_silent_holder_is_not_vouched_for(new_page, console, server, claude):
     console.watch(blocker)
     blocker.route("**/favicon.ico", lambda route: route.fulfill(status=204))
     blocker.goto(f"{server.url}/healthz")
-    blocker.evaluate("() => { navigator.locks.request('helm-monitor stream v1 / takeover', () => new Promise(() => {})); }")
+    blocker.evaluate("() => { navigator.locks.request('helm-monitor stream v1 / takeover', "
+                     "() => new Promise(() => {})); }")
     with Freezer(holder) as freezer:
         frozen_at = time.monotonic()
         freezer.freeze(notice=False)
