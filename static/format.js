@@ -51,9 +51,13 @@ export function tokenTotal(tokens) {
   return (tokens.input || 0) + (tokens.output || 0) + (tokens.cacheRead || 0) + (tokens.cacheCreation || 0);
 }
 
+// One number format, made once: Number.toLocaleString makes one per call (0.1 ms; four
+// per row, for every row that scrolls or filters in).
+const numbers = new Intl.NumberFormat();
+
 export function tokenTitle(tokens) {
   const t = tokens || {};
-  const f = (n) => (Number(n) || 0).toLocaleString();
+  const f = (n) => numbers.format(Number(n) || 0);
   return `Input ${f(t.input)} · output ${f(t.output)} · cache read ${f(t.cacheRead)} · cache write ${f(t.cacheCreation)}`;
 }
 

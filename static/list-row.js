@@ -9,22 +9,13 @@ transcript string goes through maskSecrets() and reaches the DOM as text.
 import { h, setAttr, setHidden, setText } from './dom.js';
 import {
   STATUS_HINT, absoluteTime, agentLabel, baseName, compactNumber, plural, projectKey, relativeTime,
-  shortModel, statusOf, timeOf, tokenTotal,
+  shortModel, statusOf, timeOf, tokenTitle, tokenTotal,
 } from './format.js';
 import { maskSecrets } from './mask.js';
 
 // The first date formatted loads the locale's data (tens of ms): do it now, while the
 // list is on its way, rather than in the first rendering of its rows.
 absoluteTime(Date.now());
-
-// format.js tokenTitle's text, with one number format made once: Number.toLocaleString
-// makes one per call (0.1 ms; four per row, for every row that scrolls or filters in).
-const numbers = new Intl.NumberFormat();
-function tokenTip(tokens) {
-  const t = tokens || {};
-  const f = (n) => numbers.format(Number(n) || 0);
-  return `Input ${f(t.input)} · output ${f(t.output)} · cache read ${f(t.cacheRead)} · cache write ${f(t.cacheCreation)}`;
-}
 
 const titleOf = (session) => session.title || 'Untitled session';
 const promptOf = (session) => session.lastPrompt || session.firstPrompt || '';
@@ -128,7 +119,7 @@ export function fillRow(row, entry, ctx) {
   setText(row.f.messageCount, count);
   setText(row.f.messagesLabel, count === 1 ? 'msg' : 'msgs');
   setText(row.f.tokens, compactNumber(tokenTotal(session.tokens)));
-  setAttr(row.tokenStat, 'title', tokenTip(session.tokens));
+  setAttr(row.tokenStat, 'title', tokenTitle(session.tokens));
   const agents = Number(session.subagentCount) || 0;
   setText(row.f.subagents, agents);
   setText(row.f.subagentsLabel, agents === 1 ? 'agent' : 'agents');
