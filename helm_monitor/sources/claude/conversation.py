@@ -148,7 +148,7 @@ def to_message(index: int, rec: dict) -> dict:
     blocks = _blocks(message.get("content"))
     if role == "assistant":
         kind = "reply"
-    elif R.prompt_of(rec) is not None:
+    elif R.prompt_of(R.from_dict(rec)) is not None:
         kind = "prompt"
     elif blocks and all(b["type"] == "tool_result" for b in blocks):
         kind = "tool-result"
