@@ -24,4 +24,8 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-exec .venv/bin/python -m pytest "$@"
+# Most of the suite's time is waiting (servers, browsers, debounce windows), so it runs on
+# more pytest-xdist workers than a small machine has cores; each worker is handed one test at a
+# time (the slow ones first: tests/conftest.py). HELM_TEST_WORKERS=0 runs everything in one
+# process, and `-n N` among the arguments wins over this default.
+exec .venv/bin/python -m pytest -n "${HELM_TEST_WORKERS:-4}" --maxschedchunk 1 "$@"

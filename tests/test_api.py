@@ -106,11 +106,14 @@ def test_healthz_and_metrics(claude, server_factory):
     assert server.get_json("/healthz?greenlets=1")["greenlets"] >= 4
     claude.session("/w/h2").prompt("y")
     wait_until(lambda: isinstance(server.get_json("/healthz")["secondsSinceLastEvent"], float), 3)
+    # The event is counted before the debounce window applies it: wait for the session itself, or
+    # the count below depends on which comes first.
+    wait_until(lambda: len(server.get_json("/api/claude-sessions/all")) == 2, 3, message="the second session")
     status, headers, body = request(server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
     text = body.decode()
     for name in ("helm_stream_clients", "helm_events_sent_total", "helm_watcher_lag_seconds",
-                 'helm_sessions{status="ended"} 1.0', "helm_watcher_mode"):
+                 'helm_sessions{status="ended"} 2.0', "helm_watcher_mode"):
         assert name in text, name
 
 

@@ -55,6 +55,8 @@ def test_reads_make_no_events_and_writes_do(claude):
         w.stop()
 
 
+# Both exhaust uid 65534's inotify instances or watches: never at the same time.
+@pytest.mark.exclusive("uid-65534-inotify")
 def test_falls_back_to_polling_when_inotify_instances_run_out():
     """A real exhaustion of inotify instances, as another uid so nothing else on the machine is starved."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -189,6 +191,7 @@ svc.stop()
 """
 
 
+@pytest.mark.exclusive("uid-65534-inotify")
 @pytest.mark.parametrize("runtime", ["threads", "gevent"])
 def test_watches_exhausted_after_start_fall_back_to_polling_and_recover(runtime):
     """A real exhaustion of inotify watches after start, as a throwaway uid: a new

@@ -121,6 +121,16 @@ class HelmServer:
         self._log.close()
         return self.proc.returncode
 
+    def kill(self) -> None:
+        """Stop at once (SIGKILL to its process group): for teardown, where nothing is checked
+        of the shutdown and a graceful one would cost gunicorn's second-long worker tick."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker and any scan processes too
+            self.proc.wait(10)
+        self._log.close()
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-8000:]
