@@ -3,9 +3,13 @@
 
 One process, one ``selectors`` (epoll) loop, raw non-blocking sockets: HTTP/1.1
 response head, chunked transfer decoding, and SSE framing (``id:``, ``event:``,
-``data:``, comments, blank-line dispatch) done by hand. Arrival times are taken
-right after ``recv()``, in a first pass over all ready sockets, before any parsing,
-so that parsing one client's data does not delay the timestamp of the next.
+``data:``, comments, blank-line dispatch) done by hand. Arrival times
+(``time.monotonic()``, system-wide on Linux, so comparable with the writer's in
+another process) are taken right after ``recv()``, in passes that read every ready
+socket, again and again while more are ready, before any parsing: parsing a thousand
+clients' copies of one event does not delay the timestamp of the last ones. A
+watched token is looked for in the bytes as read, so its arrival is stamped in that
+pass (the parser catches a token split across two reads).
 
 Used two ways:
 
@@ -128,6 +132,7 @@ class LoadClient:
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.watch: dict[bytes, dict[int, float]] = {}   # token -> {conn idx: first arrival}
+        self.tallies: dict[bytes, dict[int, list[float]]] = {}  # token -> {conn idx: every arrival}
         self.cond = threading.Condition()
         self.total_bytes = 0
         self.total_events = 0
@@ -137,6 +142,8 @@ class LoadClient:
         self._inflight = 0
         self.max_inflight = 128
         self._request = self._request_bytes({})
+        self._buf = bytearray(262144)
+        self._view = memoryview(self._buf)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
@@ -220,10 +227,31 @@ class LoadClient:
         except OSError:
             pass
 
+    # How long one poll keeps reading ready sockets before it parses what it read.
+    READ_PASSES_S = 0.05
+
     def poll(self, timeout: float | None) -> None:
         self._start_connects()
-        ready = self.sel.select(timeout)
         reads = []
+        ready = self.sel.select(timeout)
+        until = time.monotonic() + self.READ_PASSES_S
+        while ready:
+            self._read_ready(ready, reads)
+            if time.monotonic() >= until:
+                break
+            ready = self.sel.select(0)
+        for c, chunks, t in reads:
+            eof = chunks and chunks[-1] is None
+            data = b"".join(x for x in chunks if x)
+            if data:
+                self.total_bytes += len(data)
+                self._feed(c, data, t)
+            if eof and c.state != "closed":
+                self._close(c)
+        self._start_connects()
+
+    def _read_ready(self, ready, reads: list) -> None:
+        """Drain every ready socket and stamp the time; parsing comes after."""
         for key, mask in ready:
             c = key.data
             if c is None:
@@ -245,32 +273,48 @@ class LoadClient:
                 c.state = "head"
                 self.sel.modify(c.sock, selectors.EVENT_READ, c)
                 continue
-            # first pass: drain the socket and stamp the time; parse afterwards
+            if c.state == "closed":
+                continue
             chunks = []
             try:
                 while True:
-                    data = c.sock.recv(262144)
-                    if not data:
+                    # Into one buffer: recv(256 KB) would allocate (mmap) 256 KB per read.
+                    n = c.sock.recv_into(self._buf)
+                    if not n:
                         chunks.append(None)
                         break
-                    chunks.append(data)
-                    if len(data) < 262144:
+                    chunks.append(self._view[:n].tobytes())
+                    if n < len(self._buf):
                         break
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
                 c.error = f"recv: {exc}"
                 chunks.append(None)
-            reads.append((c, chunks, time.monotonic()))
-        for c, chunks, t in reads:
-            eof = chunks and chunks[-1] is None
-            data = b"".join(x for x in chunks if x)
-            if data:
-                self.total_bytes += len(data)
-                self._feed(c, data, t)
-            if eof and c.state != "closed":
-                self._close(c)
-        self._start_connects()
+            t = time.monotonic()
+            if self.watch and c.state == "body":
+                self._spot(c, chunks, t)
+            reads.append((c, chunks, t))
+            if chunks and chunks[-1] is None:
+                try:
+                    self.sel.unregister(c.sock)  # EOF: not ready again before it is closed below
+                except (KeyError, ValueError):
+                    pass
+
+    def _spot(self, c: Conn, chunks: list, t: float) -> None:
+        """A watched token in the bytes just read: its arrival is now."""
+        hit = False
+        for token, arr in list(self.watch.items()):
+            if c.idx in arr:
+                continue
+            for chunk in chunks:
+                if chunk and token in chunk:
+                    arr[c.idx] = t
+                    hit = True
+                    break
+        if hit:
+            with self.cond:
+                self.cond.notify_all()
 
     def _feed(self, c: Conn, data: bytes, t: float):
         if c.state == "head":
@@ -373,6 +417,10 @@ class LoadClient:
             c.kept.append((etype, eid, payload, t))
         if self.track_state:
             self._apply(c, etype, payload)
+        if self.tallies and etype not in ("init", "keepalive"):
+            for token, per in self.tallies.items():
+                if token in payload:
+                    per.setdefault(c.idx, []).append(t)
         if self.watch and etype not in ("init", "keepalive"):
             hit = False
             for token, arr in list(self.watch.items()):
@@ -470,6 +518,15 @@ class LoadClient:
     def add_watch(self, token: str) -> None:
         with self.cond:
             self.watch[token.encode()] = {}
+
+    def add_tally(self, token: str) -> None:
+        """From now on record every arrival of an event whose data holds token (per client)."""
+        with self.cond:
+            self.tallies[token.encode()] = {}
+
+    def take_tally(self, token: str) -> dict[int, list[float]]:
+        with self.cond:
+            return self.tallies.pop(token.encode(), {})
 
     def wait_watch(self, token: str, timeout: float, min_clients: int | None = None) -> dict[int, float]:
         """Wait (background-thread mode, or driving the loop here) until every open client saw token."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
-from helm_monitor.live.broadcaster import CLOSED, REFRESH, Broadcaster, ShuttingDown, TooManyClients, sse_frame
+from helm_monitor.live.broadcaster import (CLOSED, REFRESH, TICK_S, Broadcaster, ShuttingDown, TooManyClients,
+                                          sse_frame)
 
 
 def test_frame_splits_multiline_data_and_strips_cr_lf_from_id_and_type():
@@ -104,3 +106,47 @@ def test_refresh_snapshots_are_not_held_for_replay():
     assert [e.type for e in b._ring] == ["session-updated"]
     assert b.subscribe(last_event_id=f"{b.epoch}-1")[1] is None  # missed the refresh: init
     assert [e.seq for e in b.subscribe(last_event_id=f"{b.epoch}-2")[1]] == [3]
+
+
+def _waiting(sub, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not sub.waiting:
+        assert time.monotonic() < deadline, "the reader never waited"
+        time.sleep(0.001)
+
+
+def test_a_timed_wait_ends_on_the_clock_and_a_shut_wakes_a_waiting_reader():
+    b = Broadcaster()
+    sub, _, _ = b.subscribe()
+    t0 = time.monotonic()
+    assert sub.get(0.3) is None
+    assert 0.3 <= time.monotonic() - t0 < 0.3 + TICK_S + 0.5
+    got = []
+    reader = threading.Thread(target=lambda: got.append(sub.get(None)))
+    reader.start()
+    _waiting(sub)
+    sub.shut("client-gone", hook=False)  # from another thread, as the connection watcher does
+    reader.join(5)
+    assert got == [CLOSED]
+
+
+def test_deliver_takes_an_event_for_a_waiting_client_and_moves_its_keepalive_on():
+    b = Broadcaster()
+    sub, _, _ = b.subscribe()
+    delivered, take = [], [True]
+    sub.deliver = lambda event: take[0] and not delivered.append(event.seq)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(sub.get(30)))
+    reader.start()
+    _waiting(sub)
+    before = sub.wake_at
+    time.sleep(1.1)
+    b.publish("session-updated", [])  # written by deliver: the reader is not woken
+    assert delivered == [1] and not sub._items and sub.wake_at > before
+    take[0] = False
+    b.publish("session-updated", [])  # refused: the mailbox has it
+    reader.join(5)
+    assert [e.seq for e in got] == [2] and delivered == [1]
+    b.publish("session-updated", [])  # nobody waits: the mailbox, whatever deliver would say
+    take[0] = True
+    assert sub.get(0).seq == 3 and delivered == [1]

@@ -8,12 +8,32 @@ was taken, the client is disconnected and its ``on_disconnect`` hook runs
 (the web layer closes the socket so the handler really ends).
 
 Plain ``threading``: under gunicorn's gevent worker these are gevent's
-cooperative primitives.
+cooperative primitives, and ``publish`` may run in a greenlet or in a native
+thread. What one event costs per client is what limits how soon a thousand
+clients have it, so the common case takes no lock and wakes every client at
+once: a mailbox is a deque, and its client waits on the broadcaster's current
+"something happened" Event, which ``publish`` swaps for a fresh one and sets
+after filling every mailbox (one wake-up for all, not one per client; a
+client that wakes looks at its own mailbox). Not a Condition per client,
+whose every wait allocates a lock and whose ownership check (a failed
+non-blocking acquire) makes gevent yield to its hub, once per client in
+``publish`` and again in each wait. Nor does a wait carry a timer of its own
+(under gevent a Timeout per wait costs more than the rest of the wake-up):
+the broadcaster's clock, one thread ticking every ``TICK_S`` while it has
+clients, wakes everyone when some wait is over (long waits end on whole
+``ALIGN_S``, so idle keepalives come together) or a client was shut.
+
+Cheaper still is no wake-up: a transport may give a client's subscription a
+``deliver`` hook, and ``publish`` hands it the event while the client waits
+with an empty mailbox; the hook writes it at once if it can (a stream's
+socket with room for it, in the publisher's own thread) and says so, and
+only what it did not write goes to the mailbox.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from typing import Callable
@@ -23,6 +43,21 @@ import orjson
 # Sentinels a mailbox can hold besides events.
 REFRESH = "refresh-marker"
 CLOSED = "closed-marker"
+# How often the broadcaster's clock ends waits that timed out: a get()'s timeout is
+# rounded up to it (keepalives are seconds apart).
+TICK_S = 0.1
+# Waits longer than this end on a multiple of it: the idle clients' keepalives cost one
+# wake-up of everyone per ALIGN_S at most, however their connections were spread.
+ALIGN_S = 1.0
+_NEVER = float("inf")
+
+
+def _deadline(timeout: float | None) -> float:
+    """When a wait of ``timeout`` from now ends (a long one on a whole ALIGN_S)."""
+    if timeout is None:
+        return _NEVER
+    deadline = time.monotonic() + timeout
+    return math.ceil(deadline / ALIGN_S) * ALIGN_S if timeout > ALIGN_S else deadline
 
 
 class TooManyClients(Exception):
@@ -62,7 +97,12 @@ class Subscription:
     def __init__(self, broadcaster: "Broadcaster", maxsize: int, on_disconnect: Callable[[], None] | None):
         self._broadcaster = broadcaster
         self._items: collections.deque = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # for the rare paths: overflow, refresh taken, shut
+        self.wake_at = _NEVER  # when the clock ends the current wait
+        self._timeout: float | None = None  # the current wait's
+        self.waiting = False  # in get(), its mailbox empty
+        # The transport's fast path (see the module's docstring): True when it wrote the event.
+        self.deliver: Callable[[Event], bool] | None = None
         self.maxsize = maxsize
         self.on_disconnect = on_disconnect
         self.refresh_pending = False
@@ -70,22 +110,53 @@ class Subscription:
         self.close_reason: str | None = None
 
     def get(self, timeout: float | None):
-        """The next event, REFRESH or CLOSED; None if nothing came within ``timeout``."""
-        with self._cond:
-            if not self._items:
-                self._cond.wait(timeout)
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            if item is REFRESH:
-                self.refresh_pending = False
-            return item
+        """The next event, REFRESH or CLOSED (for ever, once shut); None if nothing came
+        within ``timeout`` (rounded up to the clock's tick)."""
+        if self._items:
+            return self._take()
+        if timeout is not None and timeout <= 0:
+            return None
+        self._timeout = timeout
+        self.wake_at = _deadline(timeout)
+        try:
+            while True:
+                # Taken before looking: a put after the look sets this Event (or one after it,
+                # whose predecessors are all set), so the wait ends.
+                woken = self._broadcaster._woken
+                if self._items:
+                    return self._take()
+                if self.closed:  # CLOSED taken already: no clock need run for this one
+                    return CLOSED
+                if time.monotonic() >= self.wake_at:  # moved on by whatever deliver() wrote
+                    return None
+                self.waiting = True
+                woken.wait()
+                self.waiting = False
+        finally:
+            self.waiting = False
+            self.wake_at = _NEVER
 
-    def _offer(self, event: Event) -> None:
+    def _take(self):
+        item = self._items.popleft()  # deque operations are atomic: no lock for the common case
+        if item is REFRESH:
+            with self._lock:
+                self.refresh_pending = False
+        return item
+
+    def _offer(self, event: Event) -> bool:
+        """Put ``event`` in the mailbox, or hand it to ``deliver``; True when the client must be woken."""
+        if self.waiting and self.deliver is not None and not self._items and not self.closed:
+            if self.deliver(event):
+                self.wake_at = _deadline(self._timeout)  # something went out: the keepalive waits again
+                return False
+        if len(self._items) < self.maxsize and not self.closed:
+            # Room: no lock. Racing a shut() at worst appends after CLOSED, which nothing reads.
+            self._items.append(event)
+            return True
         disconnect = False
-        with self._cond:
+        with self._lock:
             if self.closed:
-                return
+                return False
             if len(self._items) < self.maxsize:
                 self._items.append(event)
             elif not self.refresh_pending:
@@ -95,22 +166,22 @@ class Subscription:
                 self._broadcaster.overflows += 1
             else:
                 disconnect = True
-            self._cond.notify()
         if disconnect:
             self._broadcaster.slow_disconnects += 1
             self.shut("slow")
+        return True
 
-    def shut(self, reason: str, *, hook: bool = True) -> None:
-        """End this subscription: the stream sees CLOSED; ``on_disconnect`` runs once."""
-        with self._cond:
+    def shut(self, reason: str, *, hook: bool = True, wake: bool = True) -> None:
+        """End this subscription: the stream sees CLOSED (within a tick of the clock, or at
+        once when every client is being shut or an event goes out); ``on_disconnect`` runs once."""
+        with self._lock:
             if self.closed:
                 return
             self.closed = True
             self.close_reason = reason
             self._items.clear()
             self._items.append(CLOSED)
-            self._cond.notify_all()
-        self._broadcaster._remove(self)
+        self._broadcaster._remove(self, wake=wake)
         if hook and self.on_disconnect is not None:
             try:
                 self.on_disconnect()
@@ -118,8 +189,8 @@ class Subscription:
                 pass
 
     def close(self) -> None:
-        """The stream ended on its own (client went away, generator closed)."""
-        self.shut("closed", hook=False)
+        """The stream ended on its own (client went away, generator closed): it waits no more."""
+        self.shut("closed", hook=False, wake=False)
 
 
 class Broadcaster:
@@ -136,6 +207,9 @@ class Broadcaster:
         self._seq = 0
         self._ring: collections.deque[Event] = collections.deque(maxlen=replay_size)
         self._ring_floor = 0  # events up to this sequence number cannot be replayed
+        self._woken = threading.Event()  # set (and replaced) when mailboxes may hold something new
+        self._wake_soon = False  # a client was shut: the clock wakes everyone at its next tick
+        self._clock: threading.Thread | None = None  # runs while there are clients
         self.published: collections.Counter = collections.Counter()
         self.overflows = 0
         self.slow_disconnects = 0
@@ -167,8 +241,11 @@ class Broadcaster:
             subs = list(self._subs)
             self.published[event_type] += 1
             self.last_publish_at = time.time()
+        wake = False
         for sub in subs:
-            sub._offer(event)
+            wake = sub._offer(event) or wake
+        if wake:
+            self._wake()
         return event
 
     def subscribe(self, *, last_event_id: str | None = None,
@@ -186,6 +263,9 @@ class Broadcaster:
                 raise TooManyClients(f"{self.max_clients} clients connected")
             sub = Subscription(self, self.queue_size, on_disconnect)
             self._subs.add(sub)
+            if self._clock is None:
+                self._clock = threading.Thread(target=self._tick, name="helm-broadcaster-clock", daemon=True)
+                self._clock.start()
             replay = self._replay_locked(last_event_id)
             return sub, replay, self._seq
 
@@ -205,9 +285,32 @@ class Broadcaster:
             return None  # the gap is no longer held
         return [e for e in self._ring if e.seq > last]
 
-    def _remove(self, sub: Subscription) -> None:
+    def _remove(self, sub: Subscription, *, wake: bool = False) -> None:
         with self._lock:
             self._subs.discard(sub)
+            self._wake_soon = self._wake_soon or wake
+
+    def _wake(self) -> None:
+        """Wake every waiting client: each looks at its mailbox and its deadline."""
+        with self._lock:
+            woken, self._woken = self._woken, threading.Event()
+        woken.set()
+
+    def _tick(self) -> None:
+        """The clock: wake everyone when a wait is over or a client was shut; stop when the last
+        client has gone (waking once more, for the stream of the one that went)."""
+        while True:
+            time.sleep(TICK_S)
+            with self._lock:
+                subs = list(self._subs)
+                wake, self._wake_soon = self._wake_soon, False
+                if not subs:
+                    self._clock = None
+            now = time.monotonic()
+            if wake or any(sub.wake_at <= now for sub in subs):
+                self._wake()
+            if not subs:
+                return
 
     def close_all(self, reason: str = "shutdown") -> int:
         """Close every stream (the worker is stopping or reloading)."""
@@ -216,4 +319,5 @@ class Broadcaster:
             subs = list(self._subs)
         for sub in subs:
             sub.shut(reason)
+        self._wake()
         return len(subs)
