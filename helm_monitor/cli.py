@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to watch files [HELM_WATCHER; default auto: inotify, falling back to polling]")
     p.add_argument("--cache-dir", help="where to keep parse state between restarts; '' disables "
                    "[HELM_CACHE_DIR; default $CACHE_DIRECTORY or ~/.cache/helm-monitor]")
+    p.add_argument("--scan-workers", type=int, help="processes the first scan of a big history is shared out over; "
+                   "1 reads it in the server alone [HELM_SCAN_WORKERS; default one per core]")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[HELM_LOG_LEVEL; default info]")
     p.add_argument("--print-static-dir", action="store_true",
                    help="print the directory of the page's static files (for nginx) and exit")
@@ -69,7 +71,8 @@ def config_from_args(args: argparse.Namespace, environ=None) -> Config:
     for name in ("codex_dir", "opencode_db", "gemini_dir"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name).expanduser())
-    for name in ("host", "port", "debounce_ms", "keepalive_s", "max_clients", "watcher", "log_level", "host_name"):
+    for name in ("host", "port", "debounce_ms", "keepalive_s", "max_clients", "watcher", "log_level", "host_name",
+                 "scan_workers"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helm-monitor: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    # A big history's first scan starts now, while gunicorn and the worker start (helm_monitor.live.scan).
+    from helm_monitor.server.runtime import start_early_scan_for
+    start_early_scan_for(cfg)
     from helm_monitor.server.app import serve
     return serve(cfg)
 

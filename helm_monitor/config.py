@@ -82,6 +82,8 @@ class Config:
     opencode_db: Path | None = None
     gemini_dir: Path | None = None
     host_name: str = dataclasses.field(default_factory=default_host_name)
+    # Processes the first scan of a big history is shared out over; None: one per core, 1: none.
+    scan_workers: int | None = None
     # The environment the agents' own rules are read from (CODEX_HOME, XDG_DATA_HOME, ...).
     environ: dict[str, str] | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -147,6 +149,8 @@ class Config:
             cfg.cache_dir = Path(env["HELM_CACHE_DIR"]).expanduser() if env["HELM_CACHE_DIR"] else None
         if env.get("HELM_LOG_LEVEL"):
             cfg.log_level = env["HELM_LOG_LEVEL"]
+        if env.get("HELM_SCAN_WORKERS"):
+            cfg.scan_workers = _int("HELM_SCAN_WORKERS", env["HELM_SCAN_WORKERS"])
         return cfg
 
     def validate(self) -> "Config":
@@ -158,6 +162,8 @@ class Config:
             raise ConfigError(f"keepalive must be 0.5-3600 s, got {self.keepalive_s}")
         if self.max_clients < 1:
             raise ConfigError("max clients must be at least 1")
+        if self.scan_workers is not None and not 1 <= self.scan_workers <= 64:
+            raise ConfigError(f"scan workers must be 1-64, got {self.scan_workers}")
         if self.client_queue < 2:
             raise ConfigError("client queue must hold at least 2 events")
         if self.watcher not in ("auto", "inotify", "polling"):

@@ -130,6 +130,10 @@ class StateCaches:
     def load_into(self, _sources=None) -> int:
         return sum(cache.load_into(source) for source, cache in self._caches)
 
+    def any_saved(self) -> bool:
+        """Some source has a saved state (a restart: it reads little)."""
+        return any(cache.enabled and os.path.exists(cache.path) for _source, cache in self._caches)
+
     def save(self, _sources=None) -> bool:
         ok = True
         for source, cache in self._caches:

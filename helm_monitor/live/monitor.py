@@ -3,14 +3,21 @@
 Watcher events only mark paths dirty (O(1), from the observer's thread). The
 pump thread wakes when a path is due:
 
-- an isolated change is processed ``settle`` after it arrived (a turn's
-  records land within ~100 ms, so a short settle catches most of a burst);
-- a key (a session, or a path that belongs to none) is processed at most once
-  per ``debounce`` window, and a key written continuously is processed once
-  per window (no starvation: the due time never moves later than last run +
-  window); a run that changed nothing does not count (an event that only
-  echoes a read, as SQLite's fchown() of the WAL it opens as root, must not
-  delay the next real change by a window);
+- the first change of a quiet key (a session, or a path that belongs to
+  none) is processed as soon as it arrives: nothing waits for a burst to end;
+- what follows within ``debounce`` of that run is coalesced into one run at
+  the window's end: a key is processed at most once per window, and a key
+  written continuously once per window (no starvation). Runs keep to the
+  schedule, each due one window after the previous was due, not after it
+  ran: waking a little late (the event loop busy writing to a thousand
+  clients) neither lets a session go a whole window without an update nor
+  drifts the schedule. Only a run later than ``CATCH_UP`` of a window moves
+  it, so that two runs are never less than ``1 - CATCH_UP`` windows apart;
+- a removal (the first path of the burst is gone) waits ``GONE_SETTLE_S``:
+  a whole folder removed goes out as one change, whose top is gone by then;
+- a run that changed nothing does not count (an event that only echoes a
+  read, as SQLite's fchown() of the WAL it opens as root, must not delay the
+  next real change by a window: that one is then processed when it arrives);
 - a session is published at most once per window, whatever made it change
   (its transcript, a subagent, its registry file, its process dying): a
   change within a window of the session's last update waits for the window's
@@ -31,13 +38,19 @@ import threading
 import time
 from typing import Callable
 
+from helm_monitor.live import scan
 from helm_monitor.live.sources import SourceSet
 from helm_monitor.live.store import SessionStore
 
 log = logging.getLogger(__name__)
 
-SETTLE_S = 0.03
 LIVENESS_INTERVAL_S = 1.0
+# How late (a fraction of the debounce window) a run may start and still keep the schedule.
+CATCH_UP = 0.05
+# A removal is read this long after it began, not at once: ``rm -r projects/`` removes the files
+# first and the folder last, and a transcript gone while projects/ still stands would be taken
+# for a transcript deleted on its own (no grace period, helm_monitor.sources.claude.catalog).
+GONE_SETTLE_S = 0.05
 REGISTRY_RETRY_S = 0.2
 STRUCTURE_CHECK_S = 2.0
 # How often changed parse state is saved for the next start (and at stop).
@@ -54,31 +67,35 @@ def _direct(fn):
 
 
 class _Pending:
-    __slots__ = ("first_seen", "paths")
+    __slots__ = ("first_seen", "paths", "gone")
 
-    def __init__(self, now: float):
+    def __init__(self, now: float, gone: bool = False):
         self.first_seen = now
         self.paths: dict[str, bool | None] = {}
+        # The first path was already gone: a removal, which waits GONE_SETTLE_S.
+        self.gone = gone
 
 
 class Monitor:
     def __init__(self, catalog: SourceSet, store: SessionStore, *, debounce_s: float = 0.5,
-                 settle_s: float = SETTLE_S, liveness_interval_s: float = LIVENESS_INTERVAL_S,
+                 liveness_interval_s: float = LIVENESS_INTERVAL_S,
                  offload: Offload | None = None, on_structure_check: Callable[[], None] | None = None,
-                 state_cache=None):
+                 state_cache=None, scan_workers: int = 1):
         self.catalog = catalog
         self.store = store
         self.debounce_s = debounce_s
-        self.settle_s = min(settle_s, debounce_s)
         self.liveness_interval_s = liveness_interval_s
         self._offload = offload or _direct
         self._on_structure_check = on_structure_check
         self._state_cache = state_cache
+        self.scan_workers = scan_workers  # processes the first scan may fork (live/scan.py)
+        self.scan_stats: dict | None = None  # how the first scan was shared out, if it was
+        self.scan_pids: list[int] = []  # its processes while they run
         self._state_dirty = False
         self._cond = threading.Condition(threading.Lock())
         self._pending: dict[str, _Pending] = {}
-        self._last_run: dict[str, float] = {}
-        self._published_at: dict[str, float] = {}  # session key -> when its last update went out
+        self._last_run: dict[str, float] = {}  # key -> when its last run was due
+        self._published_at: dict[str, float] = {}  # session key -> when its last update was due
         self._held: dict[str, float] = {}  # session key -> when its held update is due
         self._refresh_waiters: list[tuple[threading.Event, list]] = []
         self._stopping = False
@@ -99,7 +116,8 @@ class Monitor:
         with self._cond:
             pending = self._pending.get(key)
             if pending is None:
-                pending = self._pending[key] = _Pending(now)
+                # One stat per burst, not per event.
+                pending = self._pending[key] = _Pending(now, not os.path.lexists(path))
                 self._cond.notify()
             # A later event for the same path may know better whether it is a directory.
             pending.paths[path] = is_dir
@@ -202,9 +220,10 @@ class Monitor:
                     changed |= self.catalog.retry()
                 if self._status_deadline is not None and self.catalog.monotonic() >= self._status_deadline:
                     changed |= self._expired_ids()
-                changed |= self._take_held(now)
+                held = self._take_held(now)
+                changed |= held.keys()
                 if changed:
-                    self._commit(changed, now)
+                    self._commit(changed, self._window_start(min(held.values(), default=now), now))
                 if due or changed or refreshes:
                     self._status_deadline = self.catalog.status_deadline(after=built_at)
                 if due or refreshes or changed:
@@ -220,31 +239,42 @@ class Monitor:
                 self.failures += 1
                 log.exception("processing file changes failed; continuing")
 
-    def _next_due(self) -> float | None:
-        best = None
-        for key, p in self._pending.items():
-            due = max(p.first_seen + self.settle_s, self._last_run.get(key, -1e9) + self.debounce_s)
-            if best is None or due < best:
-                best = due
-        return best
+    def _due_at(self, key: str, pending: _Pending) -> float:
+        """When ``key`` is processed: at once when quiet (a removal a moment later), else when the
+        window of its last run ends."""
+        last = self._last_run.get(key)
+        first = pending.first_seen + (GONE_SETTLE_S if pending.gone else 0.0)
+        return first if last is None else max(first, last + self.debounce_s)
 
-    def _take_due(self, now: float) -> list[tuple[str, _Pending, float | None]]:
+    def _next_due(self) -> float | None:
+        return min((self._due_at(key, p) for key, p in self._pending.items()), default=None)
+
+    def _window_start(self, due: float, now: float) -> float:
+        """Where the window of a run due at ``due`` and starting at ``now`` begins (see CATCH_UP)."""
+        return max(due, now - CATCH_UP * self.debounce_s)
+
+    def _take_due(self, now: float) -> list[tuple[str, _Pending, float | None, float]]:
+        """The keys due at ``now``: (key, its pending paths, where its previous window began,
+        where this run's begins)."""
         due = []
         for key, p in list(self._pending.items()):
-            last = self._last_run.get(key)
-            if now >= max(p.first_seen + self.settle_s, (last if last is not None else -1e9) + self.debounce_s):
-                due.append((key, self._pending.pop(key), last))
-                self._last_run[key] = now
+            at = self._due_at(key, p)
+            if now >= at:
+                # On schedule, not on the wake-up: a pump woken a little late (or after a long
+                # run) does not push the next window later.
+                start = self._window_start(at, now)
+                due.append((key, self._pending.pop(key), self._last_run.get(key), start))
+                self._last_run[key] = start
         if len(self._last_run) > 4096:
             horizon = now - self.debounce_s
             self._last_run = {k: t for k, t in self._last_run.items() if t >= horizon}
         return due
 
-    def _process(self, due: list[tuple[str, _Pending, float | None]]) -> None:
+    def _process(self, due: list[tuple[str, _Pending, float | None, float]]) -> None:
         def work():
             changed: set[str] = set()
             idle = []
-            for key, pending, last in due:
+            for key, pending, last, _at in due:
                 mine: set[str] = set()
                 for path, is_dir in pending.paths.items():
                     mine |= self._apply_one(path, is_dir)
@@ -261,9 +291,13 @@ class Monitor:
                 self._last_run.pop(key, None)
             else:
                 self._last_run[key] = last
-        self._publish(changes, time.monotonic())
+        # Published as of when the run's window began, so that the session's next update (its
+        # key's next run, one window on) is not held back by how long this one took.
+        # (Unless it took long: then as of a little before now, so that two updates of a session
+        # are never much less than a window apart.)
+        self._publish(changes, self._window_start(min(at for *_, at in due), time.monotonic()))
         self.batches += 1
-        oldest = min(p.first_seen for _k, p, _l in due)
+        oldest = min(p.first_seen for _k, p, _l, _a in due)
         self.last_lag_s = time.monotonic() - oldest
 
     def _apply_one(self, path: str, is_dir: bool | None = None) -> set[str]:
@@ -286,7 +320,8 @@ class Monitor:
         ready = {}
         for sid, session in changes.items():
             last = self._published_at.get(sid)
-            if last is not None and now - last < self.debounce_s:
+            # Written as the due time is, so that a run due exactly one window on is never held.
+            if last is not None and now < last + self.debounce_s:
                 self._held.setdefault(sid, last + self.debounce_s)
             else:
                 ready[sid] = session
@@ -300,11 +335,11 @@ class Monitor:
             horizon = now - self.debounce_s
             self._published_at = {k: t for k, t in self._published_at.items() if t >= horizon}
 
-    def _take_held(self, now: float) -> set[str]:
-        """Held sessions whose window has passed: built afresh and published now."""
+    def _take_held(self, now: float) -> dict[str, float]:
+        """Held sessions whose window has passed (built afresh and published now), with when each was due."""
         if not self._held:
-            return set()
-        due = {sid for sid, at in self._held.items() if at <= now}
+            return {}
+        due = {sid: at for sid, at in self._held.items() if at <= now}
         for sid in due:
             del self._held[sid]
             self._published_at.pop(sid, None)
@@ -339,28 +374,48 @@ class Monitor:
         if self._state_cache is not None:
             self._offload(lambda: self._state_cache.load_into(self.catalog))
 
-        def listing() -> list[tuple[str, int]]:
-            out = []
-            for path in self.catalog.iter_paths():
-                try:
-                    out.append((path, os.stat(path).st_size))
-                except OSError:
-                    out.append((path, 0))
-            return out
-
-        # Registry first (status), then transcripts in slices of bounded size.
-        batch: list[str] = []
-        size = 0
-        for path, file_size in self._offload(listing):
-            batch.append(path)
-            size += file_size
-            if size >= SCAN_SLICE_BYTES or len(batch) >= SCAN_SLICE_FILES:
+        listed = self._offload(lambda: scan.listing(self.catalog))
+        # The heavy files go to scan processes (one per core) while the pump reads the rest; under
+        # gunicorn the arbiter may have started them already.
+        shared = scan.adopt_early(self.catalog, self._apply_one) or self._offload(
+            lambda: scan.ParallelScan.plan(self.catalog, listed, self.scan_workers, self._apply_one))
+        try:
+            if shared is not None:
+                if not shared.started:
+                    self._offload(shared.start)
+                self.scan_pids = shared.pids
+                heavy = shared.heavy
+                listed = [entry for entry in listed if entry[0] not in heavy]
+            # Registry first (status), then transcripts in slices of bounded size.
+            batch: list[str] = []
+            size = 0
+            for path, file_size, _mtime in listed:
+                batch.append(path)
+                size += file_size
+                if size >= SCAN_SLICE_BYTES or len(batch) >= SCAN_SLICE_FILES:
+                    self._scan_slice(batch)
+                    batch, size = [], 0
+                if self._stopping:
+                    return
+            if batch:
                 self._scan_slice(batch)
-                batch, size = [], 0
-            if self._stopping:
-                return
-        if batch:
-            self._scan_slice(batch)
+            while shared is not None and not self._stopping:
+                # What the scan processes handed back since the last step, published as it comes.
+                self.store.apply(self._offload(lambda: self._sessions_for(shared.step())))
+                if shared.done:
+                    break
+        finally:
+            if shared is not None and not shared.done:
+                self._offload(shared.close)
+                if not self._stopping:  # what the processes did not hand back is read here
+                    self.store.apply(self._offload(lambda: self._sessions_for(shared.step())))
+            if shared is not None:
+                self.scan_stats = stats = shared.stats()
+                self.scan_pids = []
+                log.info("first scan: %d of %d files handed back by the scan processes, %d read here; %.2f s",
+                         stats["delivered"], stats["files"], stats["readHere"], stats["seconds"])
+        if self._stopping:
+            return
         self.catalog.drop_restored()
         self._state_dirty = True
 

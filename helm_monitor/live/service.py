@@ -12,12 +12,12 @@ import os
 import threading
 import time
 
-from helm_monitor import sources as agent_sources
 from helm_monitor.config import default_host_name
 from helm_monitor.live.broadcaster import Broadcaster
 from helm_monitor.live.cache import StateCaches
 from helm_monitor.live.monitor import Monitor, Offload
-from helm_monitor.live.sources import SourceSet
+from helm_monitor.live.scan import default_workers
+from helm_monitor.live.sources import build_catalog
 from helm_monitor.live.store import SessionStore
 from helm_monitor.live.watcher import Watcher
 
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 class LiveService:
     def __init__(self, *, claude_dir: str | os.PathLike | None = None, sources: dict[str, dict] | None = None,
                  host: str | None = None, debounce_s: float = 0.5, max_clients: int = 1000,
-                 client_queue: int = 256, watcher_mode: str = "auto", cache_dir: str | os.PathLike | None = None):
+                 client_queue: int = 256, watcher_mode: str = "auto", cache_dir: str | os.PathLike | None = None,
+                 scan_workers: int | None = None):
         """``sources``: source name -> its options (``root`` and any of its own), as
         ``Config.source_options()`` gives; default: Claude Code over ``claude_dir`` alone."""
         if sources is None:
@@ -37,9 +38,7 @@ class LiveService:
         self.source_options = sources
         self.claude_dir = os.path.abspath(sources[CLAUDE]["root"]) if CLAUDE in sources else None
         self.host = host or default_host_name()
-        self.catalog = SourceSet([agent_sources.build(name, os.path.abspath(opts["root"]),
-                                                      **{k: v for k, v in opts.items() if k != "root"})
-                                  for name, opts in sources.items()], self.host)
+        self.catalog = build_catalog(sources, self.host)
         self.broadcaster = Broadcaster(queue_size=client_queue, max_clients=max_clients)
         # /api/claude-sessions/stream: Claude Code sessions only, with ids of its own (SPEC 3).
         claude_only = Broadcaster(queue_size=client_queue, max_clients=max_clients, shares_cap_with=self.broadcaster,
@@ -48,6 +47,8 @@ class LiveService:
         self.watcher_mode = watcher_mode
         self.debounce_s = debounce_s
         self.cache_dir = cache_dir
+        # The first scan of a big history is shared out over this many processes (live/scan.py).
+        self.scan_workers = default_workers() if scan_workers is None else scan_workers
         self.monitor: Monitor | None = None
         self.watcher: Watcher | None = None
         self.offload: Offload = lambda fn: fn()  # the pump's file reading
@@ -70,7 +71,7 @@ class LiveService:
             self.started_at = time.monotonic()
             cache = StateCaches(self.cache_dir, self.catalog) if self.cache_dir else None
             monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
-                              state_cache=cache)
+                              state_cache=cache, scan_workers=self.scan_workers)
             watcher = Watcher(self.catalog.watches(), monitor.notify, mode=self.watcher_mode,
                               offload=self.request_offload)
             monitor._on_structure_check = watcher.ensure_watches

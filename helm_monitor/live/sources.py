@@ -9,11 +9,20 @@ keyed, with ``key`` and ``host`` set on every Session.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Iterator
 
 from helm_monitor.sources.base import STEADY_CLOCK, Conversation, Source, Watch
 
 log = logging.getLogger(__name__)
+
+
+def build_catalog(source_options: dict[str, dict], host: str) -> "SourceSet":
+    """Every source named in ``source_options`` (name -> ``root`` and its own options), as one catalog."""
+    from helm_monitor import sources as agent_sources
+    return SourceSet([agent_sources.build(name, os.path.abspath(opts["root"]),
+                                          **{k: v for k, v in opts.items() if k != "root"})
+                      for name, opts in source_options.items()], host)
 
 
 class SourceSet:
@@ -47,14 +56,15 @@ class SourceSet:
     def watches(self) -> list[Watch]:
         return [w for s in self.sources for w in s.watches()]
 
-    def _owner(self, path: str) -> Source | None:
+    def owner(self, path: str) -> Source | None:
+        """The source a path belongs to, if any."""
         for s in self.sources:
             if s.claims(path):
                 return s
         return None
 
     def session_for_path(self, path: str, is_dir: bool | None = None) -> str | None:
-        source = self._owner(path)
+        source = self.owner(path)
         if source is None:
             return None
         session_id = source.session_for_path(path, is_dir)
@@ -66,7 +76,7 @@ class SourceSet:
             yield from s.iter_paths()
 
     def apply(self, path: str, is_dir: bool | None = None) -> set[str]:
-        source = self._owner(path)
+        source = self.owner(path)
         return set() if source is None else self._keys(source, source.apply(path, is_dir))
 
     def full_scan(self) -> set[str]:

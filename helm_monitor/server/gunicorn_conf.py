@@ -6,12 +6,15 @@ Use: ``gunicorn -c python:helm_monitor.server.gunicorn_conf helm_monitor.wsgi:ap
 One gevent worker: every stream is a greenlet, the watchdog observer and the
 pump are greenlets too, and all state lives in one process. The observer is
 started in ``post_worker_init``, after the worker monkey-patched; never at
-import (``preload_app`` stays off) and never in ``post_fork``.
+import (``preload_app`` stays off) and never in ``post_fork``. The first scan of
+a big history is forked off in ``on_starting`` (the arbiter, before it listens)
+and taken over by the first worker (helm_monitor.live.scan).
 """
 
 import os
 
-from helm_monitor.server.runtime import close_streams_now, start_in_worker, stop_in_worker
+from helm_monitor.server.runtime import (close_streams_now, early_scan_pre_fork, start_early_scan, start_in_worker,
+                                         stop_in_worker)
 
 _host = os.environ.get("HOST", "127.0.0.1")
 _port = os.environ.get("PORT", "5003")
@@ -38,6 +41,14 @@ loglevel = os.environ.get("HELM_LOG_LEVEL", "info")
 proc_name = "helm-monitor"
 # Forwarded headers are trusted from the local reverse proxy only.
 forwarded_allow_ips = "127.0.0.1,::1"
+
+
+def on_starting(server):
+    start_early_scan(server)
+
+
+def pre_fork(server, worker):
+    early_scan_pre_fork()
 
 
 def post_worker_init(worker):

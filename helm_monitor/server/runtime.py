@@ -42,6 +42,44 @@ def offloads_for_runtime():
     return pump, requests
 
 
+def start_early_scan(server) -> None:
+    """gunicorn ``on_starting`` (the arbiter, before it listens): fork the first scan's processes now,
+    so that a big history is read while the worker starts (helm_monitor.live.scan)."""
+    from helm_monitor.config import Config
+    try:
+        cfg = getattr(server.app, "helm_config", None) or Config.from_env().validate()
+    except Exception:
+        log.exception("the first scan could not start early; the worker scans alone")
+        return
+    start_early_scan_for(cfg)
+
+
+def start_early_scan_for(cfg) -> None:
+    """The same, as soon as the configuration is known (``helm-monitor`` does it before it even
+    imports gunicorn). Once per process; not on a restart with saved parse state: that reads little."""
+    try:
+        from helm_monitor.live import scan
+        from helm_monitor.live.cache import StateCaches
+        from helm_monitor.live.sources import build_catalog
+        if scan.early_started():
+            return
+        workers = cfg.scan_workers or scan.default_workers()
+        if workers < 2:
+            return
+        catalog = build_catalog(cfg.source_options(), cfg.host_name)
+        if cfg.cache_dir and StateCaches(cfg.cache_dir, catalog).any_saved():
+            return
+        scan.start_early(catalog, workers)
+    except Exception:
+        log.exception("the first scan could not start early; the worker scans alone")
+
+
+def early_scan_pre_fork() -> None:
+    """gunicorn ``pre_fork`` (the arbiter): only the first worker takes over the early scan."""
+    from helm_monitor.live import scan
+    scan.early_pre_fork()
+
+
 def start_in_worker(worker) -> None:
     """gunicorn ``post_worker_init``: the worker has patched; start watching, and arm the stop watcher."""
     app = worker.wsgi

@@ -187,8 +187,9 @@ class Source(abc.ABC):
         """The session's messages (paged from request threads), or None if unknown."""
 
     # ------------------------------------------------------------ parse state
-    def export_state(self) -> dict | None:
-        """What was learned from the files, as JSON-able data, so a restart reads only what changed."""
+    def export_state(self, paths: Iterable[str] | None = None) -> dict | None:
+        """What was learned from the files (only from ``paths``, if given), as JSON-able data,
+        so a restart reads only what changed."""
         return None
 
     def restore_state(self, data) -> int:
@@ -197,6 +198,12 @@ class Source(abc.ABC):
 
     def drop_restored(self) -> None:
         """The first scan is done: forget restored state whose files were not found."""
+
+    def scan_cost(self, path: str, size: int) -> int:
+        """Bytes that reading ``path`` (``size`` bytes long) would parse now, when another process
+        may read it instead and hand back what it learned (``export_state([path])``, then
+        :meth:`restore_state` here); 0 when it is read here (cheap, or not exportable)."""
+        return 0
 
 
 def empty_tokens() -> dict:

@@ -33,7 +33,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["helm"] = LiveService(
         sources=config.source_options(), host=config.host_name, debounce_s=config.debounce_ms / 1000.0,
         max_clients=config.max_clients,
-        client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir)
+        client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir,
+        scan_workers=config.scan_workers)
 
     from helm_monitor.web import api, errors, ops, page, security, stream, ws
     errors.init_app(app)

@@ -621,9 +621,17 @@ class Catalog(Source):
             path = None
         return None if path is None else self._request_conversations.get(path)
 
-    def export_state(self) -> dict:
+    def export_state(self, paths=None) -> dict:
         from helm_monitor.sources.claude import state
-        return state.export_state(self)
+        return state.export_state(self, paths)
+
+    def scan_cost(self, path: str, size: int) -> int:
+        """Transcripts are what costs (everything else is a listing or a small file)."""
+        info = self.layout.classify(path)
+        if info.kind is not Kind.TRANSCRIPT:
+            return 0
+        t = self._transcripts.get(path) or self._restored.get(path)
+        return max(0, size - t.reader.offset) if t is not None else size
 
     def restore_state(self, data) -> int:
         from helm_monitor.sources.claude import state

@@ -383,9 +383,17 @@ class CodexSource(Source):
         return conv
 
     # ------------------------------------------------------------ parse state
-    def export_state(self) -> dict | None:
+    def export_state(self, paths=None) -> dict | None:
         from helm_monitor.sources.codex import state
-        return state.export_state(self)
+        return state.export_state(self, paths)
+
+    def scan_cost(self, path: str, size: int) -> int:
+        """Rollouts are what costs; one read before (restored, or known) is left to this process."""
+        path = os.path.abspath(path)
+        if self.layout.classify(path, False).kind is not Kind.ROLLOUT:
+            return 0
+        plain = plain_of(path)
+        return 0 if plain in self._files or plain in self._restored else size
 
     def restore_state(self, data) -> int:
         from helm_monitor.sources.codex import state

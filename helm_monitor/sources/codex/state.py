@@ -11,6 +11,8 @@ entry, never the session: its file is simply read again.
 
 from __future__ import annotations
 
+import os
+
 from helm_monitor.sources.codex.layout import Kind, plain_of
 from helm_monitor.sources.codex.rollout import RolloutFile, Stats
 from helm_monitor.sources.jsonl import JsonlFollower
@@ -67,16 +69,22 @@ def restore_rollout(data: dict, warn) -> RolloutFile:
     return f
 
 
-def export_state(source) -> dict | None:
+def export_state(source, paths=None) -> dict | None:
     """None while nothing was read: no cache file for an agent that is not used here (a stale one
-    left behind names only files that are gone, which a restore drops)."""
+    left behind names only files that are gone, which a restore drops). With ``paths``: only
+    those rollouts, without the thread names."""
     rollouts = {}
-    for plain, f in source._files.items():
+    if paths is None:
+        chosen = source._files.items()
+    else:
+        plains = {plain_of(os.path.abspath(p)) for p in paths}
+        chosen = [(plain, source._files[plain]) for plain in plains if plain in source._files]
+    for plain, f in chosen:
         data = export_rollout(f)
         if data is not None:
             rollouts[plain] = data
     index = None
-    if source._index_read and source._index.inode is not None:
+    if paths is None and source._index_read and source._index.inode is not None:
         index = {"follower": source._index.export(), "names": dict(source._names)}
     if not rollouts:
         return None

@@ -369,9 +369,16 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
         return None if path is None else self._conversations.get(path)
 
     # ---------------------------------------------------------------- parse state
-    def export_state(self) -> dict | None:
+    def export_state(self, paths=None) -> dict | None:
         from helm_monitor.sources.gemini import state
-        return state.export_state(self)
+        return state.export_state(self, paths)
+
+    def scan_cost(self, path: str, size: int) -> int:
+        """Chat files are what costs; one read before (restored, or known) is left to this process."""
+        path = os.path.normpath(path)
+        if self._classify(path, False)[0] != CHAT:
+            return 0
+        return 0 if path in self._files or path in self._restored else size
 
     def restore_state(self, data) -> int:
         from helm_monitor.sources.gemini import state

@@ -13,6 +13,8 @@ its file is simply read again.
 
 from __future__ import annotations
 
+import os
+
 from collections import OrderedDict
 
 from helm_monitor.sources.gemini.chatfile import ChatFile
@@ -88,11 +90,15 @@ def _tokens(value) -> tuple[int, int, int] | None:
     return None if value is None else counts(value, 3)
 
 
-def export_state(source) -> dict | None:
+def export_state(source, paths=None) -> dict | None:
     """None while nothing was read: no cache file for an agent that is not used here (a stale one
-    left behind names only files that are gone, which a restore drops)."""
+    left behind names only files that are gone, which a restore drops). With ``paths``: only those."""
     chats = {}
-    for path, f in source._files.items():
+    if paths is None:
+        chosen = source._files.items()
+    else:
+        chosen = [(p, source._files[p]) for p in map(os.path.normpath, paths) if p in source._files]
+    for path, f in chosen:
         data = export_chat(f)
         if data is not None:
             chats[path] = data
