@@ -113,9 +113,9 @@ class WorkerSampler(threading.Thread):
 
     def run(self):
         while not self._stop_ev.is_set():
-            if self.worker is None:
-                w = self.srv.worker_pids()
-                self.worker = w[0] if w else None
+            w = self.srv.worker_pids()  # again each time: the worker is forked after the scan processes
+            if w and w[0] != self.worker:
+                self.worker, self.peak_worker = w[0], 0
             if self.worker is not None:
                 self.peak_worker = max(self.peak_worker, rss_of(self.worker))
             self.peak_tree = max(self.peak_tree, tree_rss(self.srv.pid))

@@ -156,7 +156,18 @@ class Server:
         return self.proc.pid
 
     def worker_pids(self) -> list[int]:
-        return tree_pids(self.pid)[1:]
+        """The arbiter's children, newest first: the worker (the first scan's processes, forked
+        before it by ``helm-monitor``, are older; they end when the scan does)."""
+        children = []
+        for pid in tree_pids(self.pid)[1:]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    children.append((int(fields[19]), pid))  # start time, in clock ticks since boot
+            except (OSError, ValueError, IndexError):
+                pass
+        return [pid for _start, pid in sorted(children, reverse=True)]
 
     def request(self, method: str, path: str, timeout: float = 10.0):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
