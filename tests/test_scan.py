@@ -265,3 +265,12 @@ def test_every_agent_that_keeps_files_is_shared_out(tmp_path, shared_out):
     assert heavy >= codex_files + gemini_files + 4
     assert monitor.scan_stats["readHere"] == 0
     assert shared == alone
+
+
+def test_precomputed_shares_when_the_queue_does_not_fit(history, shared_out, monkeypatch):
+    """More files than a pipe holds numbers for: each process reads a share of equal bytes."""
+    alone, _ = scan_with(history, 1)
+    monkeypatch.setattr(scan.ParallelScan, "_work_queue", lambda self: None)
+    shared, monitor = scan_with(history, 2)
+    assert monitor.scan_stats["delivered"] == monitor.scan_stats["files"]
+    assert shared == alone

@@ -2,8 +2,11 @@
 
 One Python process parses on one core at a time. For the first scan the files
 a source says cost bytes to parse (``Source.scan_cost``: Claude Code's
-transcripts) are read by forked child processes, one per core, newest first,
-split so that each has as many bytes to read. A child reads its files with a
+transcripts, Codex's rollouts, Gemini CLI's chat files) are read by forked child
+processes, one per core, which take the files newest first from one queue (a
+pipe of file numbers: whoever is free takes the next, so they finish together
+however unequal the files' cost per byte; with too many files for a pipe,
+shares of equal bytes). A child reads them with a
 copy of the pump's own sources and hands back, one line of JSON per file as
 soon as it is read, what it learned (``Source.export_state([path])``). The
 pump takes that in (``restore_state``) and applies the path as it applies any:
