@@ -193,6 +193,8 @@ class ParallelScan:
             sig = getattr(signal, name, None)
             if sig is not None:
                 signal.signal(sig, signal.SIG_DFL)
+        # Nothing of the worker's is held open here: a stream's socket closed there must close.
+        _close_inherited({w} if work is None else {w, work})
         catalog = self.catalog
         out = bytearray()
         last_flush = time.monotonic()
@@ -405,6 +407,20 @@ def adopt_early(catalog, apply: Callable[[str], set[str]]) -> ParallelScan | Non
     shared._rebind(catalog, apply)
     log.info("first scan: taking over the %d scan processes started before this worker", len(shared.pids))
     return shared
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor above stderr but ``keep`` (sockets, inotify, databases of the worker)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, 1024)
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _widen(fd: int, size: int = 1 << 20) -> None:
