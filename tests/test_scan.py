@@ -274,3 +274,32 @@ def test_precomputed_shares_when_the_queue_does_not_fit(history, shared_out, mon
     shared, monitor = scan_with(history, 2)
     assert monitor.scan_stats["delivered"] == monitor.scan_stats["files"]
     assert shared == alone
+
+
+def test_scan_processes_hold_nothing_of_the_worker(history, shared_out, monkeypatch, tmp_path):
+    """A stream's socket the worker closes must close on the wire: the processes keep no copy."""
+    import socket
+    mine, _peer = socket.socketpair()
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    real_export = Catalog.export_state
+    parent = os.getpid()
+
+    def spying_export(self, paths=None):
+        if os.getpid() != parent:
+            try:
+                os.fstat(mine.fileno())
+                held = "open"
+            except OSError:
+                held = "closed"
+            (seen / str(os.getpid())).write_text(held)
+        return real_export(self, paths)
+
+    monkeypatch.setattr(Catalog, "export_state", spying_export)
+    try:
+        scan_with(history, 2)
+    finally:
+        mine.close()
+        _peer.close()
+    found = {p.read_text() for p in seen.iterdir()}
+    assert found == {"closed"}, found
