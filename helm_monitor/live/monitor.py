@@ -113,11 +113,13 @@ class Monitor:
         """A path changed. Thread-safe, cheap: called for every file-system event."""
         now = time.monotonic()
         key = self._key(path, is_dir)
+        # Whether a burst begins with a removal: one stat per burst, not per event, and not under
+        # the lock the pump takes to find what is due (a look at the dict without it is a hint).
+        gone = key not in self._pending and not os.path.lexists(path)
         with self._cond:
             pending = self._pending.get(key)
             if pending is None:
-                # One stat per burst, not per event.
-                pending = self._pending[key] = _Pending(now, not os.path.lexists(path))
+                pending = self._pending[key] = _Pending(now, gone)
                 self._cond.notify()
             # A later event for the same path may know better whether it is a directory.
             pending.paths[path] = is_dir
