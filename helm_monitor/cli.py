@@ -1,4 +1,10 @@
-"""``helm-monitor``: serve the dashboard with gunicorn and one gevent worker."""
+"""``helm-monitor``: serve the dashboard with gunicorn and gevent.
+
+``helm-monitor [options]``        this host's dashboard (one worker, watching the agents' files)
+``helm-monitor agent [options]``  the same, also publishing every change to the team's engine
+``helm-monitor web [options]``    the team's dashboard: every host's sessions, read from the engine
+``helm-monitor hosts add|remove|list NAME``  (admin) one engine user per host (team/admin.py)
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,14 @@ from helm_monitor.config import Config, ConfigError, read_token_file
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 
-def build_parser() -> argparse.ArgumentParser:
+ROLE_COMMANDS = ("agent", "web")
+
+
+def build_parser(role: str = "local") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="helm-monitor",
+        prog="helm-monitor" if role == "local" else f"helm-monitor {role}",
+        epilog="Team mode (many hosts, one dashboard): 'helm-monitor agent' on each host, 'helm-monitor web' "
+               "for the dashboard, 'helm-monitor hosts add NAME' to provision a host.",
         description="Watch coding agents' sessions (Claude Code, Codex, OpenCode, Gemini CLI) live in a browser. "
                     "Read-only: never writes into an agent's data. Every option also has an environment variable "
                     "(shown in brackets).",
@@ -54,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "[HELM_CACHE_DIR; default $CACHE_DIRECTORY or ~/.cache/helm-monitor]")
     p.add_argument("--scan-workers", type=int, help="processes the first scan of a big history is shared out over; "
                    "1 reads it in the server alone [HELM_SCAN_WORKERS; default one per core]")
+    p.add_argument("--redis-url", help="the team's shared engine, redis:// or rediss://user:password@host:port/0 "
+                   "(agent and web) [HELM_REDIS_URL]")
+    p.add_argument("--redis-ca-file", help="CA bundle for a rediss:// engine [HELM_REDIS_CA_FILE]")
+    p.add_argument("--workers", type=int, help="gunicorn workers (web only; e.g. 4) [HELM_WORKERS; default 1]")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[HELM_LOG_LEVEL; default info]")
     p.add_argument("--print-static-dir", action="store_true",
                    help="print the directory of the page's static files (for nginx) and exit")
@@ -72,10 +87,12 @@ def config_from_args(args: argparse.Namespace, environ=None) -> Config:
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name).expanduser())
     for name in ("host", "port", "debounce_ms", "keepalive_s", "max_clients", "watcher", "log_level", "host_name",
-                 "scan_workers"):
+                 "scan_workers", "redis_url", "redis_ca_file", "workers"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
+    if args.host_name is not None:
+        cfg.host_name_given = True
     if args.token_file:
         cfg.token = read_token_file(args.token_file)
     if args.token is not None:
@@ -86,11 +103,21 @@ def config_from_args(args: argparse.Namespace, environ=None) -> Config:
         cfg.behind_auth_proxy = True
     if args.cache_dir is not None:
         cfg.cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
+    if getattr(args, "role", "local") != "local":
+        cfg.role = args.role
     return cfg.validate()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    role = "local"
+    if argv and argv[0] == "hosts":
+        from helm_monitor.team.admin import main as hosts_main
+        return hosts_main(argv[1:])
+    if argv and argv[0] in ROLE_COMMANDS:
+        role = argv.pop(0)
+    args = build_parser(role).parse_args(argv)
+    args.role = role
     if args.print_static_dir:
         from helm_monitor.web.app import static_dir
         print(static_dir())
@@ -103,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helm-monitor: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    # A big history's first scan starts now, while gunicorn and the worker start (helm_monitor.live.scan).
-    from helm_monitor.server.runtime import start_early_scan_for
-    start_early_scan_for(cfg)
+    if cfg.role != "web":
+        # A big history's first scan starts now, while gunicorn and the worker start (helm_monitor.live.scan).
+        from helm_monitor.server.runtime import start_early_scan_for
+        start_early_scan_for(cfg)
     from helm_monitor.server.app import serve
     return serve(cfg)
 

@@ -22,6 +22,11 @@ DEFAULT_KEEPALIVE_S = 30.0
 DEFAULT_MAX_CLIENTS = 1000
 # Events a stream client may fall behind before it is sent a refresh instead.
 DEFAULT_CLIENT_QUEUE = 256
+# What the process is (SPEC 9): "local" (this host's dashboard), "agent" (the same, also
+# publishing to the shared engine) or "web" (the team's dashboard, reading the engine only).
+ROLES = ("local", "agent", "web")
+DEFAULT_TEAM_HEARTBEAT_S = 15.0
+DEFAULT_TEAM_OFFLINE_S = 45.0
 
 
 class ConfigError(ValueError):
@@ -84,6 +89,18 @@ class Config:
     host_name: str = dataclasses.field(default_factory=default_host_name)
     # Processes the first scan of a big history is shared out over; None: one per core, 1: none.
     scan_workers: int | None = None
+    role: str = "local"
+    # The shared engine (team mode): redis:// or rediss:// with the user's name and password.
+    redis_url: str | None = None
+    # The CA bundle a rediss:// engine's certificate is checked against (else the system's).
+    redis_ca_file: str | None = None
+    # Heartbeat period of an agent, and the silence after which a host is offline (3 heartbeats).
+    team_heartbeat_s: float = DEFAULT_TEAM_HEARTBEAT_S
+    team_offline_s: float = DEFAULT_TEAM_OFFLINE_S
+    # host_name came from the environment or the command line (not the machine's name).
+    host_name_given: bool = dataclasses.field(default=False, repr=False, compare=False)
+    # gunicorn workers: 1 for a host's own dashboard (one watcher); the web tier may run several.
+    workers: int = 1
     # The environment the agents' own rules are read from (CODEX_HOME, XDG_DATA_HOME, ...).
     environ: dict[str, str] | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -118,6 +135,7 @@ class Config:
             cfg.sources = parse_sources(env["HELM_SOURCES"])
         if env.get("HELM_HOST_NAME"):
             cfg.host_name = env["HELM_HOST_NAME"]
+            cfg.host_name_given = True
         if env.get("HOST"):
             cfg.host = env["HOST"]
         if env.get("PORT"):
@@ -151,6 +169,18 @@ class Config:
             cfg.log_level = env["HELM_LOG_LEVEL"]
         if env.get("HELM_SCAN_WORKERS"):
             cfg.scan_workers = _int("HELM_SCAN_WORKERS", env["HELM_SCAN_WORKERS"])
+        if env.get("HELM_REDIS_URL"):
+            cfg.redis_url = env["HELM_REDIS_URL"]
+        if env.get("HELM_REDIS_CA_FILE"):
+            cfg.redis_ca_file = env["HELM_REDIS_CA_FILE"]
+        if env.get("HELM_ROLE"):
+            cfg.role = env["HELM_ROLE"]
+        if env.get("HELM_TEAM_HEARTBEAT_S"):
+            cfg.team_heartbeat_s = _float("HELM_TEAM_HEARTBEAT_S", env["HELM_TEAM_HEARTBEAT_S"])
+        if env.get("HELM_TEAM_OFFLINE_S"):
+            cfg.team_offline_s = _float("HELM_TEAM_OFFLINE_S", env["HELM_TEAM_OFFLINE_S"])
+        if env.get("HELM_WORKERS"):
+            cfg.workers = _int("HELM_WORKERS", env["HELM_WORKERS"])
         return cfg
 
     def validate(self) -> "Config":
@@ -175,7 +205,50 @@ class Config:
             raise ConfigError(f"sources must be some of {', '.join(sources.NAMES)}, got {', '.join(self.sources) or 'none'}")
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.host_name or ""):
             raise ConfigError(f"host name must be 1-63 of a-z, 0-9 and '-', got {self.host_name!r}")
+        self._validate_team()
         return self
+
+    @property
+    def team(self) -> bool:
+        """Talks to the shared engine (``agent`` or ``web``)."""
+        return self.role != "local"
+
+    def _validate_team(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"workers must be 1-64, got {self.workers}")
+        if self.workers > 1 and self.role != "web":
+            raise ConfigError("only the web tier runs several workers: a host's dashboard watches its files in one")
+        if self.team and not self.redis_url:
+            raise ConfigError(f"helm-monitor {self.role} needs the shared engine's URL (HELM_REDIS_URL or --redis-url)")
+        if self.redis_url:
+            scheme = self.redis_url.split("://", 1)[0] if "://" in self.redis_url else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError("the engine URL must start with redis://, rediss:// or unix://")
+        if self.role == "agent":
+            self._host_from_engine_user()
+        if self.redis_ca_file and not Path(self.redis_ca_file).is_file():
+            raise ConfigError(f"the engine's CA file {self.redis_ca_file} does not exist")
+        if not 0.05 <= self.team_heartbeat_s <= 3600:
+            raise ConfigError(f"heartbeat must be 0.05-3600 s, got {self.team_heartbeat_s}")
+        if self.team_offline_s < 2 * self.team_heartbeat_s:
+            raise ConfigError("a host must be silent for at least two heartbeats before it counts as offline")
+
+
+    def _host_from_engine_user(self) -> None:
+        """An agent publishes as the engine user ``h-NAME``, which may write host NAME's keys only:
+        without a host name of its own it is NAME; with another one every write would be refused."""
+        from urllib.parse import unquote, urlsplit
+        user = unquote(urlsplit(self.redis_url).username or "")
+        if not user.startswith("h-"):
+            return
+        name = user[2:]
+        if not self.host_name_given:
+            self.host_name = name
+        elif self.host_name != name:
+            raise ConfigError(f"the engine user {user} may publish host {name!r} only, but the host name is "
+                              f"{self.host_name!r}: drop HELM_HOST_NAME / --host-name or make them agree")
 
 
 def parse_sources(value: str) -> list[str]:

@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 # Real parts the tests drive: Debian's chromium (Playwright cannot download
 # its own browser here), nginx, systemd-analyze, libfaketime (the server's
-# clock stepped, tests/test_faults.py).
+# clock stepped, tests/test_faults.py), redis-server (team mode; its own service
+# does not start, and the tests start their own servers on free loopback ports).
 missing=()
 [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)  # team mode: each test starts its own
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -23,7 +25,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,team]'
 # Most of the suite's time is waiting (servers, browsers, debounce windows), so it runs on
 # more pytest-xdist workers than a small machine has cores; each worker is handed one test at a
 # time (the slow ones first: tests/conftest.py). HELM_TEST_WORKERS=0 runs everything in one

@@ -55,6 +55,9 @@ class LiveService:
         self.request_offload: Offload = lambda fn: fn()  # requests' file reading (conversations)
         self.started_at: float | None = None
         self._start_lock = threading.Lock()
+        # Parts that run beside the pipeline (the team agent's publisher): each has start(),
+        # stop() and health() -> (name, dict); started after the pump, stopped before it.
+        self.attached: list = []
 
     @property
     def started(self) -> bool:
@@ -85,6 +88,8 @@ class LiveService:
                 log.error("file watching could not start: %s", exc)
                 watcher.error = str(exc)
             monitor.start()
+            for part in self.attached:
+                part.start()
             log.info("watching %s (%s)", ", ".join(f"{s.name} {s.root}" for s in self.catalog.sources), watcher.mode)
             self._check_fd_limit()
 
@@ -102,6 +107,11 @@ class LiveService:
 
     def stop(self) -> None:
         self.close_streams()
+        for part in self.attached:
+            try:
+                part.stop()
+            except Exception:
+                log.exception("stopping %r failed", part)
         if self.watcher is not None:
             self.watcher.stop()
         if self.monitor is not None:
@@ -160,4 +170,16 @@ class LiveService:
             "sessions": len(self.store),
             "secondsSinceLastEvent": None if last is None else round(time.monotonic() - last, 3),
             "uptimeSeconds": None if self.started_at is None else round(time.monotonic() - self.started_at, 3),
+            **dict(part.health() for part in self.attached),
         }
+
+    def hosts(self) -> list[dict]:
+        """``/api/hosts`` without a shared engine: this host alone (SPEC 3)."""
+        sessions = self.store.snapshot()
+        # lastSeen: epoch ms of the host's latest sign of life (this process: now).
+        return [{"host": self.host, "online": True, "lastSeen": int(time.time() * 1000), "sessions": len(sessions),
+                 "sources": sorted({s["source"] for s in sessions})}]
+
+    def feed_status(self) -> dict:
+        """Whether the shared engine is reachable: always, without one (SPEC 4)."""
+        return {"ok": True, "since": None}

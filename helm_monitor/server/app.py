@@ -22,6 +22,7 @@ class HelmApplication(BaseApplication):
         self.cfg.set("bind", [f"{host}:{cfg.port}"])
         self.cfg.set("worker_connections", cfg.max_clients + 200)
         self.cfg.set("loglevel", cfg.log_level)
+        self.cfg.set("workers", cfg.workers)
 
     def load(self):
         from helm_monitor.web.app import create_app

@@ -39,8 +39,9 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("HELM_LOG_LEVEL", "info")
 proc_name = "helm-monitor"
-# Forwarded headers are trusted from the local reverse proxy only.
-forwarded_allow_ips = "127.0.0.1,::1"
+# Forwarded headers are trusted from the local reverse proxy only, unless told which proxies
+# to trust (a team web machine that nginx reaches over the network).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
 def on_starting(server):

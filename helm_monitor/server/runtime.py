@@ -61,7 +61,7 @@ def start_early_scan_for(cfg) -> None:
         from helm_monitor.live import scan
         from helm_monitor.live.cache import StateCaches
         from helm_monitor.live.sources import build_catalog
-        if scan.early_started():
+        if scan.early_started() or cfg.role == "web":  # the web tier reads no files
             return
         workers = cfg.scan_workers or scan.default_workers()
         if workers < 2:

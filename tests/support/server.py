@@ -44,8 +44,9 @@ class HelmServer:
 
     def __init__(self, claude_dir: Path, *, port: int | None = None, args: list[str] | None = None,
                  env: dict[str, str] | None = None, log_path: Path | None = None,
-                 debounce_ms: int = 150, keepalive_s: float | None = None):
+                 debounce_ms: int = 150, keepalive_s: float | None = None, role: str | None = None):
         self.claude_dir = Path(claude_dir)
+        self.role = role  # "agent" or "web": the subcommand (team mode, SPEC 9)
         self.port = port or free_port()
         self.args = list(args or [])
         self.extra_env = dict(env or {})
@@ -59,7 +60,8 @@ class HelmServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "helm_monitor", "--claude-dir", str(self.claude_dir),
+        cmd = [sys.executable, "-m", "helm_monitor", *([self.role] if self.role else []),
+               "--claude-dir", str(self.claude_dir),
                "--host", "127.0.0.1", "--port", str(self.port), "--debounce-ms", str(self.debounce_ms)]
         if self.keepalive_s is not None:
             cmd += ["--keepalive-s", str(self.keepalive_s)]

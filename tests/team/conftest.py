@@ -1,0 +1,26 @@
+import pytest
+
+from tests.support.redis import RedisServer
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh redis-server of this test's own (no persistence)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    """Start more (or persistent) servers: ``redis_factory(persistent=True)``."""
+    started = []
+
+    def start(**kw) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(started)}", **kw).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
