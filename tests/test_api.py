@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -198,3 +199,28 @@ def test_non_editable_install_serves_page_and_static_from_any_directory(tmp_path
         assert health["status"] == "ok"
     finally:
         server.stop()
+
+
+def test_hosts_lists_this_host_alone_behind_the_same_checks(claude, server_factory):
+    """Without a shared engine, /api/hosts is this host (SPEC 3), guarded like every API route."""
+    claude.session("/w/h1").prompt("x")
+    claude.session("/w/h2").prompt("y")
+    server = server_factory(claude.root, args=["--host-name", "build-box-7"])
+    status, headers, body = request(server, "/api/hosts")
+    assert status == 200 and headers["Content-Type"] == "application/json" and headers["Cache-Control"] == "no-store"
+    [host] = json.loads(body)
+    assert set(host) == {"host", "online", "lastSeen", "sessions", "sources"}
+    assert host["host"] == "build-box-7" == server.get_json("/healthz")["host"]
+    assert host["online"] is True and host["sessions"] == 2 and host["sources"] == ["claude-code"]
+    assert isinstance(host["lastSeen"], int) and abs(host["lastSeen"] / 1000 - time.time()) < 60
+    assert request(server, "/api/hosts", headers={"Host": "evil.example"})[0] == 403
+    assert request(server, "/api/hosts", headers={"Origin": "http://evil.example"})[0] == 403
+    assert request(server, "/api/hosts", method="POST")[0] == 405
+
+
+def test_hosts_needs_the_token_when_one_is_set(claude, server_factory):
+    server = server_factory(claude.root, args=["--token", "hosts-token-9c2e"])
+    status, _, body = request(server, "/api/hosts")
+    assert status == 401 and set(json.loads(body)) == {"error"}
+    status, _, body = request(server, "/api/hosts", headers={"Authorization": "Bearer hosts-token-9c2e"})
+    assert status == 200 and len(json.loads(body)) == 1

@@ -1,4 +1,5 @@
-"""The broadcaster on its own: framing, bounded mailboxes, replay, shutdown."""
+"""The broadcaster on its own: framing, bounded mailboxes, replay, shutdown; status
+messages; the team web tier's position ids."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import time
 
 import pytest
 
-from helm_monitor.live.broadcaster import (CLOSED, REFRESH, TICK_S, Broadcaster, ShuttingDown, TooManyClients,
-                                          sse_frame)
+from helm_monitor.live.broadcaster import (CLOSED, REFRESH, TICK_S, Broadcaster, PositionBroadcaster, ShuttingDown,
+                                          TooManyClients, sse_frame)
+from helm_monitor.live.store import SessionStore
 
 
 def test_frame_splits_multiline_data_and_strips_cr_lf_from_id_and_type():
@@ -150,3 +152,202 @@ def test_deliver_takes_an_event_for_a_waiting_client_and_moves_its_keepalive_on(
     b.publish("session-updated", [])  # nobody waits: the mailbox, whatever deliver would say
     take[0] = True
     assert sub.get(0).seq == 3 and delivered == [1]
+
+
+# -- status messages (SPEC 4 v2) ----------------------------------------------------------
+
+def test_a_status_has_no_id_goes_to_every_client_and_is_never_replayed():
+    b = Broadcaster(queue_size=4)
+    one, _, _ = b.subscribe()
+    two, _, _ = b.subscribe()
+    b.publish("session-updated", [{"id": "s1"}])
+    status = b.publish_status("feed-status", {"ok": False, "since": 1234})
+    lines = status.frame.decode().split("\n")
+    assert lines[0] == "event: feed-status" and not any(line.startswith("id:") for line in lines)
+    data = json.loads(lines[1][len("data: "):])
+    assert list(data) == ["type", "ok", "since", "timestamp"] and data["ok"] is False and data["since"] == 1234
+    assert lines[2:] == ["", ""]
+    for sub in (one, two):
+        assert sub.get(0).type == "session-updated"
+        assert sub.get(0) is status  # the one frame every client shares
+    assert b.event_id() == f"{b.epoch}-1"  # a status moves no id
+    assert [e.type for e in b._ring] == ["session-updated"]
+    assert b.subscribe(last_event_id=f"{b.epoch}-1")[1] == []  # nothing was missed
+    assert [e.type for e in b.subscribe(last_event_id=f"{b.epoch}-0")[1]] == ["session-updated"]
+    assert b.statuses_published == 1
+
+
+def test_statuses_fill_a_mailbox_like_events():
+    b = Broadcaster(queue_size=2)
+    sub, _, _ = b.subscribe()
+    for _ in range(3):
+        b.publish_status("host-status", {"hosts": []})
+    assert sub.get(0) is REFRESH and b.overflows == 1
+
+
+# -- position ids (team web tier, design 6.5) -------------------------------------------------
+
+def _positions(events) -> list[tuple[int, int]]:
+    return [e.position for e in events]
+
+
+def _resumable(b: PositionBroadcaster) -> PositionBroadcaster:
+    """Every event from the start is held (as if the history had been preloaded)."""
+    b.set_floor((0, 0))
+    return b
+
+
+def test_position_ids_are_the_engine_positions_and_never_go_back():
+    b = PositionBroadcaster(epoch="e1")
+    assert b.event_id() == "e1.0-0"  # before any event
+    sub, replay, mark = b.subscribe()
+    assert replay is None and b.event_id(mark) == "e1.0-0"
+    first = b.publish("session-created", [{"id": "a"}], position=(1_000_000, 3))
+    assert first.frame.startswith(b"id: e1.1000000-3\nevent: session-created\n")
+    late = b.publish("session-updated", [{"id": "b"}], position=(999_999, 0))  # another host's, read later
+    assert late.position == (1_000_000, 3) and late.frame.startswith(b"id: e1.1000000-3\n")
+    unnumbered = b.publish("session-updated", [])
+    assert unnumbered.position == (1_000_000, 3)
+    b.publish("session-deleted", [], position=(1_000_001, 0))
+    assert b.event_id() == "e1.1000001-0" and b.position == (1_000_001, 0)
+    assert [sub.get(0).position for _ in range(4)] == [(1_000_000, 3)] * 3 + [(1_000_001, 0)]
+    b.publish_status("host-status", {"hosts": []})
+    assert b.event_id() == "e1.1000001-0"
+
+
+def test_resume_replays_from_the_overlap_so_equal_ms_entries_of_two_hosts_are_not_lost():
+    """Another worker may have read host A's entry ``t-0`` before host B's ``(t-1)-5`` (another
+    reply) and sent only the first; this worker read both, B's first. A client resuming here
+    from ``t-0`` gets B's too, and everything from 2 s before."""
+    b = _resumable(PositionBroadcaster(epoch="e1", overlap_ms=2000))
+    t = 5_000_000
+    b.publish("session-updated", [{"id": "old"}], position=(t - 2001, 9))
+    b.publish("session-updated", [{"id": "edge"}], position=(t - 2000, 0))
+    b.publish("session-updated", [{"id": "b"}], position=(t - 1, 5))  # missed on the other worker
+    b.publish("session-updated", [{"id": "a"}], position=(t, 0))  # the client saw this one, then left
+    b.publish("session-updated", [{"id": "c"}], position=(t, 0))  # same ms, another host: missed
+    b.publish("session-updated", [{"id": "d"}], position=(t + 10, 1))
+    _, replay, mark = b.subscribe(last_event_id=f"e1.{t}-0")
+    assert [json.loads(e.frame.split(b"data: ")[1])["sessions"][0]["id"] for e in replay] == [
+        "edge", "b", "a", "c", "d"]
+    assert _positions(replay) == [(t - 2000, 0), (t - 1, 5), (t, 0), (t, 0), (t + 10, 1)] and mark == (t + 10, 1)
+    # Up to date: the last overlap again (duplicates the page upserts).
+    assert _positions(b.subscribe(last_event_id=f"e1.{t + 10}-1")[1]) == [(t - 1, 5), (t, 0), (t, 0), (t + 10, 1)]
+
+
+def test_resume_refused_other_epoch_malformed_too_old_unknown_floor_or_ahead():
+    b = PositionBroadcaster(epoch="e1", overlap_ms=2000)
+    t = 5_000_000
+    b.publish("session-updated", [], position=(t, 0))
+    assert b.subscribe(last_event_id=f"e1.{t}-0")[1] is None  # floor unknown: no history is known to be whole
+    b.set_floor((t - 1000, 0))
+    for bad in (f"e0.{t}-0", "e1", "e1.", f"e1.{t}", "garbage", f"{t}-0", "e1-7", ""):
+        assert b.subscribe(last_event_id=bad)[1] is None, bad
+    assert b.subscribe(last_event_id=f"e1.{t - 1001}-0")[1] is None  # before the floor: the gap is not held
+    # From the floor on everything is held: a client past it gets what followed the floor
+    # (the overlap cannot reach further back than the floor, nor needs to beyond ties).
+    assert _positions(b.subscribe(last_event_id=f"e1.{t - 1000}-0")[1]) == [(t, 0)]
+    assert _positions(b.subscribe(last_event_id=f"e1.{t}-0")[1]) == [(t, 0)]
+    assert b.subscribe(last_event_id=f"e1.{t + 1000}-0")[1] is not None
+    assert _positions(b.subscribe(last_event_id=f"e1.{t + 2000}-0")[1]) == [(t, 0)]  # ahead by the overlap: fine
+    assert b.subscribe(last_event_id=f"e1.{t + 2001}-0")[1] is None  # further: not ours to vouch for
+
+
+def test_a_refresh_is_not_held_and_moves_the_floor_up_to_it():
+    b = _resumable(PositionBroadcaster(epoch="e1"))
+    t = 5_000_000
+    b.publish("session-updated", [], position=(t, 0))
+    b.publish("refresh", [{"id": "x"}], position=(t + 100, 0))
+    b.publish("session-updated", [], position=(t + 5000, 0))
+    assert _positions(b._ring) == [(t + 5000, 0)]
+    assert b.subscribe(last_event_id=f"e1.{t}-0")[1] is None  # missed the refresh: init
+    assert _positions(b.subscribe(last_event_id=f"e1.{t + 3000}-0")[1]) == [(t + 5000, 0)]
+
+
+def test_reset_starts_a_new_epoch_with_nothing_replayable():
+    b = _resumable(PositionBroadcaster(epoch="e1"))
+    t = 5_000_000
+    b.publish("session-updated", [], position=(t, 0))
+    b.reset("e2")
+    assert b.epoch == "e2" and b.event_id() == "e2.0-0" and not b._ring
+    assert b.subscribe(last_event_id=f"e1.{t}-0")[1] is None
+    assert b.subscribe(last_event_id="e2.0-0")[1] is None  # floor unknown again
+    b.publish("refresh", [], position=(t - 50_000, 0))  # the new engine's clock may even be behind
+    b.publish("session-updated", [], position=(t - 40_000, 0))
+    assert b.event_id() == f"e2.{t - 40_000}-0"
+    assert _positions(b.subscribe(last_event_id=f"e2.{t - 40_000}-0")[1]) == [(t - 40_000, 0)]
+
+
+def test_preload_holds_history_before_the_snapshot_from_the_floor_on():
+    b = PositionBroadcaster(epoch="e1")
+    t = 5_000_000
+    b.publish("refresh", [{"id": "all"}], position=(t, 0))  # the snapshot, at the latest position
+    b.publish("session-updated", [], position=(t + 1, 0))  # live already, before the history is in
+    history = [((t - 9000, 0), "session-created", [{"id": "a"}]),
+               ((t - 5000, 2), "session-updated", [{"id": "a"}]),
+               ((t - 5000, 1), "session-updated", [{"id": "b"}]),  # out of order: raised
+               ((t, 0), "session-deleted", [{"id": "a"}]),
+               ((t + 2, 0), "session-updated", [{"id": "b"}])]  # after what the ring holds: not history
+    assert b.preload(history) == 4
+    assert _positions(b._ring) == [(t - 9000, 0), (t - 5000, 2), (t - 5000, 2), (t, 0), (t + 1, 0)]
+    assert b.event_id() == f"e1.{t + 1}-0"
+    assert b._ring[0].frame.startswith(f"id: e1.{t - 9000}-0\nevent: session-created\n".encode())
+    assert b.subscribe(last_event_id=f"e1.{t - 6000}-0")[1] is None  # below the refresh's floor
+    b.set_floor((t - 9000, 0))  # the history is whole from here
+    assert _positions(b.subscribe(last_event_id=f"e1.{t - 6000}-0")[1]) == [(t - 5000, 2)] * 2 + [(t, 0), (t + 1, 0)]
+    assert b.subscribe(last_event_id=f"e1.{t - 9001}-0")[1] is None  # needs what came before the floor
+    b.publish("session-updated", [], position=(t + 3, 0))
+    assert _positions(b._ring)[-3:] == [(t, 0), (t + 1, 0), (t + 3, 0)]
+
+
+def test_the_ring_keeps_its_window_and_its_cap_and_the_floor_follows():
+    b = _resumable(PositionBroadcaster(epoch="e1", window_s=10, ring_max=5, overlap_ms=0))
+    t = 5_000_000
+    for i in range(5):
+        b.publish("session-updated", [], position=(t + i * 1000, 0))
+    b.publish("session-updated", [], position=(t + 12_000, 0))  # the first two are > 10 s older
+    assert _positions(b._ring) == [(t + 2000, 0), (t + 3000, 0), (t + 4000, 0), (t + 12_000, 0)]
+    assert b.subscribe(last_event_id=f"e1.{t + 1000}-0")[1] is None
+    assert len(b.subscribe(last_event_id=f"e1.{t + 2000}-0")[1]) == 4
+    for i in range(3):
+        b.publish("session-updated", [], position=(t + 13_000 + i, 0))
+    assert len(b._ring) == 5 and b._ring[0].position == (t + 4000, 0)  # the cap
+    assert b.subscribe(last_event_id=f"e1.{t + 3000}-0")[1] is None
+    assert len(b.subscribe(last_event_id=f"e1.{t + 4000}-0")[1]) == 5
+    # A floor set after the ring let go of events stays above them.
+    b.set_floor((0, 0))
+    assert b.subscribe(last_event_id=f"e1.{t + 3000}-0")[1] is None
+    # Preloaded history beyond the cap: the oldest goes, and the floor knows it.
+    c = PositionBroadcaster(epoch="e1", ring_max=3, overlap_ms=0)
+    c.preload([((t + i, 0), "session-updated", []) for i in range(5)])
+    c.set_floor((t, 0))
+    assert _positions(c._ring) == [(t + 2, 0), (t + 3, 0), (t + 4, 0)]
+    assert c.subscribe(last_event_id=f"e1.{t + 1}-0")[1] is None
+    assert len(c.subscribe(last_event_id=f"e1.{t + 2}-0")[1]) == 3
+
+
+def test_store_changes_carry_their_position_to_every_channel():
+    main = PositionBroadcaster(epoch="e1")
+    claude = Broadcaster()  # a plain channel numbers its own
+    store = SessionStore(main, {"claude-code": claude})
+    sub, _, _ = main.subscribe()
+    csub, _, _ = claude.subscribe()
+    s = {"key": "h:claude-code:1", "id": "1", "source": "claude-code", "host": "h", "updatedAt": "x"}
+    store.replace_all({s["key"]: s}, position=(7_000, 0))
+    store.apply({s["key"]: {**s, "updatedAt": "y"}}, position=(7_001, 4))
+    store.apply({s["key"]: None}, position=(7_002, 0))
+    assert [(e.type, e.position) for e in (sub.get(0), sub.get(0), sub.get(0))] == [
+        ("refresh", (7_000, 0)), ("session-updated", (7_001, 4)), ("session-deleted", (7_002, 0))]
+    assert [sub_event.seq for sub_event in (csub.get(0), csub.get(0), csub.get(0))] == [1, 2, 3]
+    assert claude.event_id() == f"{claude.epoch}-3" and main.event_id() == "e1.7002-0"
+
+
+def test_a_store_status_reaches_every_channel():
+    main, claude = Broadcaster(), Broadcaster()
+    store = SessionStore(main, {"claude-code": claude})
+    subs = [main.subscribe()[0], claude.subscribe()[0]]
+    store.publish_status("host-status", {"hosts": [{"host": "h", "online": False}]})
+    for sub in subs:
+        event = sub.get(0)
+        assert event.type == "host-status" and b'"online":false' in event.frame
+    assert main.event_id() == f"{main.epoch}-0" and claude.event_id() == f"{claude.epoch}-0"

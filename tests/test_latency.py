@@ -257,7 +257,8 @@ DIRECT_WRITES = textwrap.dedent("""
 
     with app.app_context():
         feed = Feed(None, None, on_disconnect=lambda reason: None)
-        out.extend(frame for _, frame in feed.opening())
+        opening = [frame for _, frame in feed.opening()]  # init, then host-status and feed-status
+        out.extend(opening)
 
         def stream():  # what the SSE view does with the feed's messages: the server frames them
             for kind, frame in feed.live():
@@ -273,7 +274,7 @@ DIRECT_WRITES = textwrap.dedent("""
             gevent.sleep(0.01)  # the stream's greenlet writes what the socket did not take
         feed.close()
         gevent.sleep(0.01)
-        body = b"".join(out[1:])
+        body = b"".join(out[len(opening):])
         assert body == b"".join(wire(e.frame) for e in published), (body, published)
         assert app.extensions["helm_metrics"].events_sent["session-updated"] == len(published)
         print("ok")

@@ -28,6 +28,13 @@ Cheaper still is no wake-up: a transport may give a client's subscription a
 with an empty mailbox; the hook writes it at once if it can (a stream's
 socket with room for it, in the publisher's own thread) and says so, and
 only what it did not write goes to the mailbox.
+
+Status frames (``publish_status``: whether hosts are online, whether the shared engine is
+reachable) carry no ``id:`` line: they go to every client like events but are never held
+for replay and never move a browser's ``Last-Event-ID`` (SPEC 4 v2).
+
+``PositionBroadcaster`` is the team web tier's: its ids are positions in the engine's
+streams (``<epoch>.<ms>-<seq>``), so that any worker can resume any browser (design 6.5).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import collections
 import math
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import orjson
 
@@ -68,27 +75,39 @@ class ShuttingDown(Exception):
     """The worker is stopping: new streams belong to the next worker."""
 
 
-def sse_frame(event_id: str, event_type: str, data: bytes) -> bytes:
-    """One SSE message. ``data`` is JSON (no newlines); id and type are stripped of CR/LF."""
-    event_id = event_id.replace("\r", "").replace("\n", "")
+def sse_frame(event_id: str | None, event_type: str, data: bytes) -> bytes:
+    """One SSE message (no ``id:`` line when ``event_id`` is None). ``data`` is JSON (no
+    newlines); id and type are stripped of CR/LF."""
     event_type = event_type.replace("\r", "").replace("\n", "")
     lines = data.split(b"\n")
     body = b"".join(b"data: " + line + b"\n" for line in lines)
-    return f"id: {event_id}\nevent: {event_type}\n".encode() + body + b"\n"
+    head = f"event: {event_type}\n"
+    if event_id is not None:
+        head = "id: " + event_id.replace("\r", "").replace("\n", "") + "\n" + head
+    return head.encode() + body + b"\n"
 
 
 def payload(event_type: str, sessions: list[dict]) -> bytes:
     return orjson.dumps({"type": event_type, "sessions": sessions, "timestamp": int(time.time() * 1000)})
 
 
-class Event:
-    __slots__ = ("seq", "type", "frame", "count")
+def status_frame(event_type: str, data: dict) -> bytes:
+    """A status message: ``data`` with ``type`` first and ``timestamp`` last, and no ``id:`` line."""
+    body = {"type": event_type, **data}
+    body["type"] = event_type
+    body["timestamp"] = int(time.time() * 1000)
+    return sse_frame(None, event_type, orjson.dumps(body))
 
-    def __init__(self, seq: int, type_: str, frame: bytes, count: int):
+
+class Event:
+    __slots__ = ("seq", "type", "frame", "count", "position")
+
+    def __init__(self, seq: int, type_: str, frame: bytes, count: int, position: tuple[int, int] | None = None):
         self.seq = seq
         self.type = type_
         self.frame = frame
         self.count = count
+        self.position = position  # PositionBroadcaster's: where in the engine's streams
 
 
 class Subscription:
@@ -215,6 +234,7 @@ class Broadcaster:
         self.slow_disconnects = 0
         self.last_publish_at: float | None = None
         self._closing = False
+        self.statuses_published = 0  # publish_status calls: what the streams' opening status frames go by
 
     @property
     def clients(self) -> int:
@@ -224,37 +244,58 @@ class Broadcaster:
     def seq(self) -> int:
         return self._seq
 
-    def event_id(self, seq: int | None = None) -> str:
-        return f"{self.epoch}-{self._seq if seq is None else seq}"
+    def event_id(self, mark: int | None = None) -> str:
+        """The SSE id of the stream's current point (or of ``mark``, as ``subscribe`` returns it)."""
+        return f"{self.epoch}-{self._seq if mark is None else mark}"
 
-    def publish(self, event_type: str, sessions: list[dict]) -> Event:
+    def publish(self, event_type: str, sessions: list[dict], *, position: tuple[int, int] | None = None) -> Event:
+        """Frame one event once and offer it to every client. ``position`` is
+        PositionBroadcaster's; a plain broadcaster numbers its events itself."""
         data = payload(event_type, sessions)
         with self._lock:
-            self._seq += 1
-            event = Event(self._seq, event_type, sse_frame(self.event_id(self._seq), event_type, data), len(sessions))
-            if event_type == "refresh":
-                # A whole snapshot: not worth holding for replay. Whoever missed it gets init.
-                self._ring.clear()
-                self._ring_floor = self._seq
-            else:
-                self._ring.append(event)
+            event = self._record_locked(event_type, data, len(sessions), position)
             subs = list(self._subs)
             self.published[event_type] += 1
             self.last_publish_at = time.time()
+        self._offer_all(event, subs)
+        return event
+
+    def publish_status(self, event_type: str, data: dict) -> Event:
+        """A status message (``host-status``, ``feed-status``) to every client: no id, not held for replay."""
+        frame = status_frame(event_type, data)
+        with self._lock:
+            event = Event(self._seq, event_type, frame, 0)
+            subs = list(self._subs)
+            self.published[event_type] += 1
+            self.statuses_published += 1
+        self._offer_all(event, subs)
+        return event
+
+    def _record_locked(self, event_type: str, data: bytes, count: int, position) -> Event:
+        self._seq += 1
+        event = Event(self._seq, event_type, sse_frame(self.event_id(self._seq), event_type, data), count)
+        if event_type == "refresh":
+            # A whole snapshot: not worth holding for replay. Whoever missed it gets init.
+            self._ring.clear()
+            self._ring_floor = self._seq
+        else:
+            self._ring.append(event)
+        return event
+
+    def _offer_all(self, event: Event, subs: list[Subscription]) -> None:
         wake = False
         for sub in subs:
             wake = sub._offer(event) or wake
         if wake:
             self._wake()
-        return event
 
     def subscribe(self, *, last_event_id: str | None = None,
                   on_disconnect: Callable[[], None] | None = None) -> tuple[Subscription, list[Event] | None, int]:
         """Register a client before it takes its snapshot.
 
         Returns the subscription, the events to replay (None when ``last_event_id``
-        cannot be served, so the client needs ``init``), and the sequence number
-        the snapshot corresponds to.
+        cannot be served, so the client needs ``init``), and the point of the stream
+        the snapshot corresponds to (for ``event_id``).
         """
         with self._lock:
             if self._closing:
@@ -267,7 +308,10 @@ class Broadcaster:
                 self._clock = threading.Thread(target=self._tick, name="helm-broadcaster-clock", daemon=True)
                 self._clock.start()
             replay = self._replay_locked(last_event_id)
-            return sub, replay, self._seq
+            return sub, replay, self._mark_locked()
+
+    def _mark_locked(self):
+        return self._seq
 
     def _replay_locked(self, last_event_id: str | None) -> list[Event] | None:
         if not last_event_id:
@@ -321,3 +365,134 @@ class Broadcaster:
             sub.shut(reason)
         self._wake()
         return len(subs)
+
+
+class PositionBroadcaster(Broadcaster):
+    """The team web tier's broadcaster: each event's id is its position in the engine's
+    streams, ``<epoch>.<ms>-<seq>`` (SPEC 4 v2), so that a browser resumes on any worker.
+
+    Positions are kept non-decreasing (one lower than the last is raised to it): the ring is
+    in position order, and no id ever goes back. The ring holds the events of the last
+    ``window_s`` (by the positions' clock, the engine's) and at most ``ring_max``; its floor
+    is the position from which on it holds every event. A client resuming from ``T`` gets
+    every held event from ``(T.ms - overlap_ms, 0)`` on, when that is not below the floor:
+    entries of two hosts in the same millisecond arrive in either order (design 5.4), and
+    full objects make the duplicates harmless. Anything else (another epoch, a malformed or
+    too old id, an id further ahead than the overlap) gets ``init``.
+
+    The floor is unknown (nothing can be replayed) until ``set_floor``, or a ``refresh``:
+    a whole snapshot, not held, that no earlier event can complete, so it lets go of what
+    the ring held and the floor moves up to it. At start, then, the owner publishes its
+    snapshot (``replace_all(..., position=)``: a refresh), then ``preload``-s the engine's
+    recent history up to it and ``set_floor``-s where that history is complete from;
+    ``reset`` starts a new epoch.
+    """
+
+    def __init__(self, *, overlap_ms: int = 2000, window_s: float = 600.0, ring_max: int = 20000, **options):
+        super().__init__(replay_size=None, **options)  # bounded by window_s and ring_max instead
+        # The id helpers are team mode's contract; imported here so that a single-host app
+        # imports nothing of team mode.
+        from helm_monitor.team.keys import parse_sse_id, sse_id
+        self._format_id, self._parse_id = sse_id, parse_sse_id
+        self.overlap_ms = overlap_ms
+        self.window_ms = int(window_s * 1000)
+        self.ring_max = ring_max
+        self._position = (0, 0)
+        self._floor: tuple[int, int] | None = None  # unknown: nothing can be replayed
+        self._dropped: tuple[int, int] | None = None  # just after the last event the ring let go
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self._position
+
+    def event_id(self, mark: tuple[int, int] | None = None) -> str:
+        return self._format_id(self.epoch, self._position if mark is None else mark)
+
+    def _mark_locked(self):
+        return self._position
+
+    def _record_locked(self, event_type: str, data: bytes, count: int, position) -> Event:
+        position = self._advance_locked(position)
+        self._seq += 1
+        event = Event(self._seq, event_type, sse_frame(self.event_id(position), event_type, data), count, position)
+        if event_type == "refresh":
+            # Held by no one: whoever missed it gets init; everything after it is held.
+            self._ring.clear()
+            self._dropped = None
+            self._floor = position
+        else:
+            self._hold_locked(event)
+        return event
+
+    def _advance_locked(self, position) -> tuple[int, int]:
+        if position is not None and tuple(position) > self._position:
+            self._position = (int(position[0]), int(position[1]))
+        return self._position
+
+    def _hold_locked(self, event: Event) -> None:
+        self._ring.append(event)
+        self._trim_locked()
+
+    def _trim_locked(self) -> None:
+        ring = self._ring
+        oldest_ms = ring[-1].position[0] - self.window_ms if ring else 0
+        while ring and (len(ring) > self.ring_max or ring[0].position[0] < oldest_ms):
+            gone = ring.popleft().position
+            self._dropped = (gone[0], gone[1] + 1)
+        if self._dropped is not None and self._floor is not None and self._floor < self._dropped:
+            self._floor = self._dropped
+
+    def preload(self, items: Iterable[tuple[tuple[int, int], str, list[dict]]]) -> int:
+        """Hold history that came before what the ring holds: ``(position, event type,
+        sessions)`` in position order (the engine's recent entries at start, after the
+        snapshot's ``refresh``); nobody is sent these. Returns how many are held."""
+        history, last = [], (0, 0)
+        for position, event_type, sessions in items:
+            last = max(last, (int(position[0]), int(position[1])))
+            frame = sse_frame(self.event_id(last), event_type, payload(event_type, sessions))
+            history.append(Event(0, event_type, frame, len(sessions), last))
+        with self._lock:
+            if self._ring:
+                history = [e for e in history if e.position <= self._ring[0].position]
+            self._ring.extendleft(reversed(history))
+            if history:
+                self._advance_locked(history[-1].position)
+            self._trim_locked()
+        return len(history)
+
+    def set_floor(self, position: tuple[int, int]) -> None:
+        """Nothing before ``position`` can be replayed (every event from it on is held)."""
+        with self._lock:
+            floor = (int(position[0]), int(position[1]))
+            self._floor = max(floor, self._dropped) if self._dropped is not None else floor
+
+    def reset(self, epoch: str) -> None:
+        """A new epoch (the engine lost its data): its positions start again, nothing is held,
+        and the floor is unknown until the owner sets it or publishes a refresh."""
+        with self._lock:
+            self.epoch = epoch
+            self._position = (0, 0)
+            self._ring.clear()
+            self._floor = self._dropped = None
+
+    def _replay_locked(self, last_event_id: str | None) -> list[Event] | None:
+        parsed = self._parse_id(last_event_id) if last_event_id else None
+        if parsed is None or parsed[0] != self.epoch or self._floor is None:
+            return None
+        ms = parsed[1][0]
+        if ms > self._position[0] + self.overlap_ms:
+            return None  # ahead of what this worker has seen by more than the overlap covers
+        start = (max(ms - self.overlap_ms, 0), 0)
+        if start < self._floor:
+            if parsed[1] < self._floor:
+                return None  # the gap is no longer held
+            # The client saw everything up to its id, which is past the floor (a worker's first
+            # snapshot, a resync, a trim): what it may lack lies after the floor, all of it held.
+            start = max(start, (self._floor[0], 0))  # the floor's millisecond whole: ties
+        replay = []
+        for event in reversed(self._ring):
+            if event.position < start:
+                break
+            replay.append(event)
+        replay.reverse()
+        return replay

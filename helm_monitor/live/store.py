@@ -8,7 +8,9 @@ snapshots) get copies under a lock.
 Events go to channels: every session to the main broadcaster
 (``/api/sessions/stream``), and each source's sessions to that source's own
 broadcaster where one is kept (``/api/claude-sessions/stream`` carries Claude
-Code sessions only, SPEC 3).
+Code sessions only, SPEC 3). A change that comes with a ``position`` (the team web
+tier's: where in the engine's streams it was read) gives every channel's event that
+position, which a PositionBroadcaster makes its id; a plain Broadcaster numbers its own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ SNAPSHOT_REUSE_S = 1.0
 
 STATUSES = ("busy", "waiting", "idle", "ended")
 # What a session-deleted event says of the session that went (SPEC 4 v2).
-_DELETED_FIELDS = ("key", "id", "host", "source", "projectPath", "projectDir")
+DELETED_FIELDS = ("key", "id", "host", "source", "projectPath", "projectDir")
 
 
 def newest_first(sessions) -> list[dict]:
@@ -41,13 +43,42 @@ class SessionStore:
         self._lock = threading.Lock()
         self._version = 0
         self._payloads: dict[tuple[str, str | None], tuple[int, float, bytes]] = {}
+        # Called with (event type, sessions) after each publish, in the caller's thread: what
+        # follows the store besides the streams (the team agent's publisher). Must not block.
+        self._listeners: list = []
+
+    def add_listener(self, listener) -> None:
+        self._listeners.append(listener)
+
+    def _tell(self, kind: str, sessions: list[dict]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, sessions)
+            except Exception:  # a follower's fault never stops the streams
+                import logging
+                logging.getLogger(__name__).exception("a store listener failed")
 
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def version(self) -> int:
+        """Changes whenever the sessions do: what cached views of them go by."""
+        return self._version
+
     def channel(self, source: str | None) -> Broadcaster:
         """The broadcaster of one source's sessions, or of every session (None)."""
         return self.broadcaster if source is None else self.by_source[source]
+
+    @property
+    def channels(self) -> list[Broadcaster]:
+        """Every broadcaster: all sessions' first, then each source's own."""
+        return [self.broadcaster, *self.by_source.values()]
+
+    def publish_status(self, event_type: str, data: dict) -> None:
+        """A status message (``host-status``, ``feed-status``: SPEC 4 v2) to every channel's clients."""
+        for channel in self.channels:
+            channel.publish_status(event_type, data)
 
     def snapshot(self, source: str | None = None) -> list[dict]:
         with self._lock:
@@ -90,8 +121,9 @@ class SessionStore:
                 counts[s["source"]] = counts.get(s["source"], 0) + 1
         return counts
 
-    def apply(self, changes: dict[str, dict | None]) -> dict[str, list[dict]]:
-        """Record new versions (None: gone) and publish what really changed."""
+    def apply(self, changes: dict[str, dict | None], *,
+              position: tuple[int, int] | None = None) -> dict[str, list[dict]]:
+        """Record new versions (None: gone) and publish what really changed (at ``position``)."""
         created, updated, deleted = [], [], []
         with self._lock:
             for key, new in changes.items():
@@ -99,7 +131,7 @@ class SessionStore:
                 if new is None:
                     if old is not None:
                         del self._sessions[key]
-                        deleted.append({name: old.get(name) for name in _DELETED_FIELDS})
+                        deleted.append({name: old.get(name) for name in DELETED_FIELDS})
                 elif old is None:
                     self._sessions[key] = new
                     created.append(new)
@@ -112,20 +144,22 @@ class SessionStore:
                "session-deleted": deleted}
         for kind, sessions in out.items():
             if sessions:
-                self.broadcaster.publish(kind, sessions)
+                self.broadcaster.publish(kind, sessions, position=position)
                 for source, channel in self.by_source.items():
                     mine = [s for s in sessions if s["source"] == source]
                     if mine:
-                        channel.publish(kind, mine)
+                        channel.publish(kind, mine, position=position)
+                self._tell(kind, sessions)
         return out
 
-    def replace_all(self, sessions: dict[str, dict]) -> int:
-        """A full rescan: every client gets the whole state as ``refresh``."""
+    def replace_all(self, sessions: dict[str, dict], *, position: tuple[int, int] | None = None) -> int:
+        """A full rescan (or snapshot, at ``position``): every client gets the whole state as ``refresh``."""
         with self._lock:
             self._sessions = dict(sessions)
             self._version += 1
             values = newest_first(self._sessions.values())
-        self.broadcaster.publish("refresh", values)
+        self.broadcaster.publish("refresh", values, position=position)
         for source, channel in self.by_source.items():
-            channel.publish("refresh", [s for s in values if s["source"] == source])
+            channel.publish("refresh", [s for s in values if s["source"] == source], position=position)
+        self._tell("refresh", values)
         return len(values)

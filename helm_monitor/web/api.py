@@ -2,7 +2,12 @@
 
 ``/api/sessions/*`` answers for every source, naming a session by its
 ``key``; ``/api/claude-sessions/*`` keeps its exact first-version behaviour
-for Claude Code sessions, named by their own id (SPEC 3).
+for Claude Code sessions, named by their own id (SPEC 3). ``/api/hosts`` lists the
+hosts that publish (one, without a shared engine).
+
+The service behind them is this host's (LiveService) or the team web tier's
+(TeamWebService): both offer ``store``, ``wait_ready``, ``conversation`` and ``hosts``,
+and a ``monitor`` whose ``refresh()`` rescans (or re-reads the engine).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from helm_monitor.web.state import service_of
 
 bp = Blueprint("api", __name__, url_prefix="/api/sessions")
 claude_bp = Blueprint("claude_api", __name__, url_prefix="/api/claude-sessions")
+hosts_bp = Blueprint("hosts_api", __name__)
 
 CLAUDE = "claude-code"
 # How long /all waits for the first scan of a big history before answering with what it has.
@@ -52,10 +58,20 @@ def all_claude_sessions():
 @claude_bp.post("/refresh")
 def refresh():
     """Rescan everything; connected clients receive a refresh event."""
-    count = service_of(current_app).monitor.refresh()
+    svc = service_of(current_app)
+    monitor = getattr(svc, "monitor", None)
+    if monitor is None:
+        return json_error(503, "not started yet; try again", headers={"Retry-After": "1"})
+    count = monitor.refresh()
     if request.blueprint == claude_bp.name:
-        count = len(service_of(current_app).store.snapshot(CLAUDE))
+        count = len(svc.store.snapshot(CLAUDE))
     return json_response({"sessions": count})
+
+
+@hosts_bp.get("/api/hosts")
+def hosts():
+    """Every host that has published, with its state (SPEC 3, 9)."""
+    return json_response(service_of(current_app).hosts())
 
 
 @bp.get("/<key>")

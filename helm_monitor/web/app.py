@@ -30,11 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["HELM"] = config
     app.config["JSON_SORT_KEYS"] = False
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
-    app.extensions["helm"] = LiveService(
-        sources=config.source_options(), host=config.host_name, debounce_s=config.debounce_ms / 1000.0,
-        max_clients=config.max_clients,
-        client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir,
-        scan_workers=config.scan_workers)
+    app.extensions["helm"] = _service(config)
 
     from helm_monitor.web import api, errors, ops, page, security, stream, ws
     errors.init_app(app)
@@ -43,6 +39,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.claude_bp)
+    app.register_blueprint(api.hosts_bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ops.bp)
@@ -57,6 +54,22 @@ def create_app(config: Config | None = None) -> Flask:
             svc.start(*offloads_for_runtime())
 
     return app
+
+
+def _service(config: Config):
+    """What serves the data: this host's files (local, agent) or the team's engine (web)."""
+    if config.role == "web":
+        from helm_monitor.team.web import TeamWebService
+        return TeamWebService(config)
+    svc = LiveService(
+        sources=config.source_options(), host=config.host_name, debounce_s=config.debounce_ms / 1000.0,
+        max_clients=config.max_clients,
+        client_queue=config.client_queue, watcher_mode=config.watcher, cache_dir=config.cache_dir,
+        scan_workers=config.scan_workers)
+    if config.role == "agent":
+        from helm_monitor.team.agent import attach
+        attach(svc, config)
+    return svc
 
 
 def static_dir() -> str:

@@ -89,18 +89,20 @@ class _LiveCollector:
         for source, n in svc.store.counts_by_source().items():
             by_source.add_metric([source], n)
         yield by_source
-        monitor = svc.monitor
-        lag = monitor.last_lag_s if monitor and monitor.last_lag_s is not None else 0.0
+        # The team web tier watches no files: its monitor has none of these, its watcher is None.
+        monitor = getattr(svc, "monitor", None)
+        lag = getattr(monitor, "last_lag_s", None) or 0.0
         yield GaugeMetricFamily("helm_watcher_lag_seconds",
                                 "Seconds from a file event to its published update (last batch)", value=lag)
-        last = monitor.last_fs_event_at if monitor else None
+        last = getattr(monitor, "last_fs_event_at", None)
         yield GaugeMetricFamily("helm_seconds_since_last_fs_event", "Seconds since the last file-system event",
                                 value=(time.monotonic() - last) if last else float("nan"))
-        mode = svc.watcher.mode if svc.watcher else "stopped"
-        watcher = GaugeMetricFamily("helm_watcher_mode", "File watching mode (1 for the active one)", labels=["mode"])
+        watcher = getattr(svc, "watcher", None)
+        mode = watcher.mode if watcher is not None else "stopped"
+        modes = GaugeMetricFamily("helm_watcher_mode", "File watching mode (1 for the active one)", labels=["mode"])
         for m in ("inotify", "polling", "stopped"):
-            watcher.add_metric([m], 1.0 if m == mode else 0.0)
-        yield watcher
+            modes.add_metric([m], 1.0 if m == mode else 0.0)
+        yield modes
 
 
 class Metrics:

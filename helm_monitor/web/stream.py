@@ -8,11 +8,15 @@ WebSocket of ``ws.py`` (section 12) both run on it, so the stream rules live onc
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from typing import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request
 
-from helm_monitor.live.broadcaster import CLOSED, REFRESH, ShuttingDown, TooManyClients, payload, sse_frame
+from helm_monitor.live.broadcaster import (CLOSED, REFRESH, ShuttingDown, TooManyClients, payload, sse_frame,
+                                          status_frame)
+from helm_monitor.live.store import SNAPSHOT_REUSE_S
 from helm_monitor.web.connection import Connection
 from helm_monitor.web.errors import json_error
 from helm_monitor.web.state import service_of
@@ -35,6 +39,9 @@ class Feed:
     ``init``, or with the replay of what a resuming client missed; then every event, a
     fresh ``refresh`` snapshot after the client's mailbox overflowed, and a ``keepalive``
     whenever ``keepalive_s`` passed with nothing to send, until the subscription ends.
+    After the init or the replay, and after every refresh, the current ``host-status`` and
+    ``feed-status`` (status messages, without ids: the page knows at once which hosts are
+    online and whether the engine is reachable; the service publishes their changes).
     A message is ``(type, SSE frame)``: the frame of a published event is the one every
     client shares. Each is counted in the metrics as it is handed out.
 
@@ -49,7 +56,7 @@ class Feed:
     """
 
     def __init__(self, source: str | None, last_event_id: str | None, on_disconnect: Callable[[str], None]):
-        svc = service_of(current_app)
+        svc = self._svc = service_of(current_app)
         self._store = svc.store
         self._source = source
         self._metrics = current_app.extensions["helm_metrics"]
@@ -67,9 +74,10 @@ class Feed:
                                                 svc.store.snapshot_payload("init", source)))]
         else:
             self._opening = [(e.type, e.frame) for e in replay]
+        self._opening += self.statuses()
 
     def opening(self) -> list[tuple[str, bytes]]:
-        """The first messages: init, or the replay (possibly none: nothing was missed)."""
+        """The first messages: init, or the replay (possibly none: nothing was missed), then the statuses."""
         for kind, _ in self._opening:
             self._metrics.sent(kind)
         return self._opening
@@ -84,10 +92,24 @@ class Feed:
         self._thread = threading.get_native_id()
         self.sub.deliver = self._deliver
 
+    def statuses(self) -> list[tuple[str, bytes]]:
+        """The current status messages, shared by the clients that ask within
+        SNAPSHOT_REUSE_S while no session changed and no status was published."""
+        key = (self._store.version, self.broadcaster.statuses_published)
+        cached = _statuses.get(self.broadcaster)
+        now = time.monotonic()
+        if cached is not None and cached[0] == key and now - cached[1] < SNAPSHOT_REUSE_S:
+            return cached[2]
+        frames = [("host-status", status_frame("host-status", {"hosts": self._svc.hosts()})),
+                  ("feed-status", status_frame("feed-status", self._svc.feed_status()))]
+        _statuses[self.broadcaster] = (key, now, frames)
+        return frames
+
     def _deliver(self, event) -> bool:
         # Only in the stream's own thread: under gevent, publish in a greenlet cannot be
         # interrupted by the stream's, and a native thread's publish takes the mailbox.
-        if threading.get_native_id() != self._thread or self._rest is not None:
+        # A refresh goes through the mailbox: the stream sends the statuses after it.
+        if threading.get_native_id() != self._thread or self._rest is not None or event.type == "refresh":
             return False
         wire, send_nowait, _ = self._direct
         data = wire(event.frame)
@@ -128,6 +150,10 @@ class Feed:
                 kind, frame = item.type, item.frame
             self._metrics.sent(kind)
             yield kind, frame
+            if kind == "refresh":
+                for kind, frame in self.statuses():
+                    self._metrics.sent(kind)
+                    yield kind, frame
 
     @property
     def close_reason(self) -> str | None:
@@ -139,6 +165,10 @@ class Feed:
 
     def close(self) -> None:
         self.sub.close()
+
+
+# Per broadcaster: ((store version, statuses published), when, the status messages).
+_statuses: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def last_event_id() -> str | None:

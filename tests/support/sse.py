@@ -12,6 +12,10 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# Status messages (SPEC 4 v2: no id): the readers skip them unless asked, so that a test
+# reads the session events it is about.
+STATUSES = ("host-status", "feed-status")
+
 
 @dataclass
 class Event:
@@ -112,13 +116,14 @@ class SSEClient:
             self._buf += data
 
     # -- SSE ----------------------------------------------------------------
-    def next_event(self, timeout: float = 5.0) -> Event:
+    def next_event(self, timeout: float = 5.0, *, statuses: bool = False) -> Event:
+        """The next message; host-status and feed-status too only with ``statuses``."""
         deadline = time.monotonic() + timeout
         while True:
             while b"\n\n" in self._body:
                 block, self._body = self._body.split(b"\n\n", 1)
                 event = self._parse(block.decode("utf-8"))
-                if event is not None:
+                if event is not None and (statuses or event.type not in STATUSES):
                     return event
             if not self._fill(deadline):
                 raise ConnectionError("stream ended")
@@ -143,7 +148,8 @@ class SSEClient:
         text = "\n".join(data_lines)
         return Event(etype, json.loads(text), eid, block)
 
-    def wait_for(self, predicate, timeout: float = 5.0, *, skip_keepalive: bool = True) -> Event:
+    def wait_for(self, predicate, timeout: float = 5.0, *, skip_keepalive: bool = True,
+                 statuses: bool = False) -> Event:
         """The first event satisfying ``predicate`` within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         seen = []
@@ -152,7 +158,7 @@ class SSEClient:
             if remaining <= 0:
                 raise AssertionError(f"no matching event within {timeout}s; saw {[e.type for e in seen]}")
             try:
-                event = self.next_event(remaining)
+                event = self.next_event(remaining, statuses=statuses)
             except TimeoutError:
                 raise AssertionError(f"no matching event within {timeout}s; saw {[e.type for e in seen]}") from None
             seen.append(event)

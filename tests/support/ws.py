@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import websocket
 
 PATH = "/api/sessions/ws"
+# Status messages (SPEC 4 v2): skipped unless asked, as tests/support/sse.py does.
+STATUSES = ("host-status", "feed-status")
 
 
 @dataclass
@@ -70,8 +72,9 @@ class WSClient:
     def status(self) -> int:
         return self.ws.getstatus()
 
-    def next_message(self, timeout: float = 5.0) -> Message:
-        """The next text message; pings are answered (by websocket-client) and noted."""
+    def next_message(self, timeout: float = 5.0, *, statuses: bool = False) -> Message:
+        """The next text message (host-status and feed-status too only with ``statuses``);
+        pings are answered (by websocket-client) and noted."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -85,14 +88,17 @@ class WSClient:
             except (websocket.WebSocketConnectionClosedException, ConnectionError) as exc:
                 raise Closed(None, str(exc)) from None
             if opcode == websocket.ABNF.OPCODE_TEXT:
-                return Message(json.loads(frame.data))
+                message = Message(json.loads(frame.data))
+                if statuses or message.type not in STATUSES:
+                    return message
             if opcode == websocket.ABNF.OPCODE_PING:
                 self.pings.append(time.monotonic())
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else None
                 raise Closed(code, frame.data[2:].decode("utf-8", "replace"))
 
-    def wait_for(self, predicate, timeout: float = 5.0, *, skip_keepalive: bool = True) -> Message:
+    def wait_for(self, predicate, timeout: float = 5.0, *, skip_keepalive: bool = True,
+                 statuses: bool = False) -> Message:
         """The first message satisfying ``predicate`` within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         seen: list[str] = []
@@ -101,7 +107,7 @@ class WSClient:
             try:
                 if remaining <= 0:
                     raise TimeoutError
-                message = self.next_message(remaining)
+                message = self.next_message(remaining, statuses=statuses)
             except TimeoutError:
                 raise AssertionError(f"no matching message within {timeout}s; saw {seen}") from None
             seen.append(message.type)
