@@ -17,6 +17,7 @@ import { $ } from './dom.js';
 import { flash, showAuthError } from './banner.js';
 import { feedInfo, isLive, reconnectNow, startFeed } from './feed.js';
 import { fetchJSON } from './http.js';
+import * as hosts from './hosts.js';
 import * as list from './list.js';
 import { maskSecrets } from './mask.js';
 import * as notify from './notify.js';
@@ -27,6 +28,7 @@ import * as view from './view.js';
 const search = $('search');
 const projectSelect = $('project-filter');
 const agentSelect = $('agent-filter');
+const hostSelect = $('host-filter');
 const refreshButton = $('refresh');
 
 // -- the address ---------------------------------------------------------------------------
@@ -38,6 +40,7 @@ function addressQuery() {
   set('q', list.filters.query);
   set('project', list.filters.project);
   set('agent', list.filters.agent);
+  set('host', list.filters.host);
   set('session', view.openKey());
   const query = p.toString();
   return query ? '?' + query : '';
@@ -60,6 +63,7 @@ function readUrl() {
   list.filters.query = p.get('q') || '';
   list.filters.project = p.get('project') || '';
   list.filters.agent = p.get('agent') || '';
+  list.filters.host = p.get('host') || '';
   if (search.value !== list.filters.query) search.value = list.filters.query;
   list.refreshLinks(location.search);
   list.refilter();
@@ -128,7 +132,12 @@ function init() {
   list.filters.query = params.get('q') || '';
   list.filters.project = params.get('project') || '';
   list.filters.agent = params.get('agent') || '';
+  list.filters.host = params.get('host') || '';
   search.value = list.filters.query;
+  // The hosts first: a change of the known hosts reaches the list before the rows do.
+  store.subscribe(hosts.update);
+  hosts.subscribe(list.setHosts);
+  hosts.subscribe(view.hostsChanged);
   store.subscribe(list.update);
   store.subscribe(notify.update);
   store.subscribe(view.update);
@@ -152,6 +161,11 @@ function init() {
   });
   agentSelect.addEventListener('change', () => {
     list.filters.agent = agentSelect.value;
+    list.refilter();
+    writeUrl(true);
+  });
+  hostSelect.addEventListener('change', () => {
+    list.filters.host = hostSelect.value;
     list.refilter();
     writeUrl(true);
   });

@@ -6,11 +6,13 @@ connection (transport.js: the event stream with backoff, else the WebSocket, els
 each tab applies them to its own store. Every tab's indicator tells the holder's state
 (Live / Polling / Connecting), and Connecting when it cannot vouch for it; only the
 holder raises desktop notifications. Where Web Locks or BroadcastChannel are missing,
-each tab holds its own connection.
+each tab holds its own connection. The status messages (host-status, feed-status: no event
+id) go to hosts.js the same way, relayed or not.
 */
 
 import { clearBanner, showAuthError, showBanner } from './banner.js';
 import { setAttr, setText } from './dom.js';
+import { setFeedStatus, setHostStatus } from './hosts.js';
 import { setLeading } from './notify.js';
 import { patch, replaceAll, sessions } from './store.js';
 import { startTabs, tabsSupported } from './tabs.js';
@@ -41,8 +43,14 @@ function apply(type, data) {
     case 'session-deleted':
       patch(list, true);
       break;
+    case 'host-status':
+      setHostStatus(data);
+      break;
+    case 'feed-status':
+      setFeedStatus(data);
+      break;
     default:
-      break; // keepalive, and status messages the page does not show
+      break; // keepalive, and anything a newer server may say
   }
 }
 

@@ -1,5 +1,5 @@
 /* Around the session list: the summary (active, per status, total), the empty state and
-the options of the project and agent filters.
+the options of the project, agent and host filters.
 
 Each is rendered from counts and sets the list's model keeps up to date (list-order.js),
 never by walking the sessions, and each writes the DOM only when what it shows changed.
@@ -18,12 +18,14 @@ const els = {
   totalCount: $('total-count'),
   project: $('project-filter'),
   agent: $('agent-filter'),
+  host: $('host-filter'),
 };
 
 const collator = new Intl.Collator(); // made now, while the page waits for the list: it takes a while
 let projectSig = null; // the project options as rendered
 let projectFor = null; // ... and the project filter they were rendered for
 let agentSig = null;
+let hostSig = null;
 
 /** counts: sessions per status; total: all sessions. The tab's title says how many are active. */
 export function renderSummary(counts, total) {
@@ -45,8 +47,8 @@ export function renderEmpty(visible, { received, filtered, filters }) {
     setText(els.emptyText, '');
   } else if (filtered) {
     setText(els.emptyTitle, 'No sessions match');
-    const where = [filters.project ? 'in this project' : '', filters.agent ? `of ${agentLabel(filters.agent)}` : '']
-      .filter(Boolean).join(' ');
+    const where = [filters.project ? 'in this project' : '', filters.agent ? `of ${agentLabel(filters.agent)}` : '',
+      filters.host ? `on ${filters.host}` : ''].filter(Boolean).join(' ');
     setText(els.emptyText, filters.query.trim() ? `Nothing matches “${filters.query}”${where ? ' ' + where : ''}.`
       : `No sessions ${where || 'here'}.`);
   } else {
@@ -59,6 +61,7 @@ export function renderEmpty(visible, { received, filtered, filters }) {
 export function markFilters(filters) {
   els.project.classList.toggle('is-set', Boolean(filters.project));
   els.agent.classList.toggle('is-set', Boolean(filters.agent));
+  els.host.classList.toggle('is-set', Boolean(filters.host));
 }
 
 /** The project filter was rendered for another project than ``project``. */
@@ -98,4 +101,19 @@ export function renderAgentOptions(sources, agent) {
   }
   if (els.agent.value !== agent) els.agent.value = agent;
   setHidden(els.agent, agents.length < 2 && !agent);
+}
+
+/** The host filter lists the known hosts (sorted); like the host chips, it shows only once
+ * more than one host is known (SPEC section 7), or while the address filters on one. */
+export function renderHostOptions(names, host) {
+  const hosts = [...names];
+  if (host && !hosts.includes(host)) hosts.push(host);
+  const sig = hosts.join('\n');
+  if (sig !== hostSig) {
+    hostSig = sig;
+    while (els.host.options.length > 1) els.host.remove(1);
+    for (const name of hosts) els.host.add(h('option', { value: name }, name));
+  }
+  if (els.host.value !== host) els.host.value = host;
+  setHidden(els.host, names.length < 2 && !host);
 }

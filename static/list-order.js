@@ -7,8 +7,8 @@ of one session takes it out of its group's sorted array and puts it back by bina
 search, and moves its group the same way if the group's rank changed. A big batch (the
 first list, a refresh, a poll) appends first and sorts each touched group once.
 
-The counts the summary shows (per status, hosts, agents) are kept here too, adjusted by
-each change, so nothing walks every session to count them. No DOM in this module
+The counts the summary shows (per status, agents) are kept here too, adjusted by each
+change, so nothing walks every session to count them (hosts.js counts the hosts). No DOM in this module
 (shortRow, from list-row.js, only reads the session).
 */
 
@@ -23,17 +23,15 @@ export const entries = new Map(); // session key -> entry
 export const groups = new Map(); // project key -> group
 export const order = []; // the groups, in display order
 export const counts = { busy: 0, waiting: 0, idle: 0, ended: 0 };
-const hosts = new Map(); // host -> sessions
 const sources = new Map(); // agent -> sessions
 
 /** What the last apply() changed beyond rows: the consumer resets these. */
-export const changed = { projects: false, sources: false, hosts: false };
+export const changed = { projects: false, sources: false };
 /** The keys of the entries that took a new place (the consumer clears it). */
 export const moved = new Set();
 /** Bumps with every change applied. */
 export let version = 0;
 
-export const hostCount = () => hosts.size;
 export const sourceList = () => [...sources.keys()];
 
 function newEntry(key) {
@@ -99,7 +97,6 @@ function bump(map, name, by) {
 
 function countIn(session, by) {
   counts[statusOf(session)] += by;
-  if (bump(hosts, session.host, by)) changed.hosts = true;
   if (bump(sources, session.source, by)) changed.sources = true;
 }
 

@@ -77,7 +77,7 @@ export function createRow(open) {
   return row;
 }
 
-/** Write an entry's session into a row. ctx: {manyHosts, selectedKey, href(key), gen}. */
+/** Write an entry's session into a row. ctx: {manyHosts, offline (hosts), selectedKey, href(key), gen}. */
 export function fillRow(row, entry, ctx) {
   const session = entry.session;
   row.key = entry.key;
@@ -90,7 +90,12 @@ export function fillRow(row, entry, ctx) {
   setAttr(row.el, 'data-status', status);
   setAttr(row.el, 'data-short', entry.short ? '' : null);
   row.el.classList.toggle('row-selected', entry.key === ctx.selectedKey);
-  row.el.classList.toggle('row-stale', Boolean(session.stale));
+  // Stale: its host went offline (SPEC section 9); the host-status may say so before the session does.
+  const stale = Boolean(session.stale) || Boolean(session.host && ctx.offline.has(session.host));
+  row.el.classList.toggle('row-stale', stale);
+  setAttr(row.el, 'data-stale', stale ? '' : null);
+  setAttr(row.el, 'title', stale
+    ? `${session.host || 'Its host'} is offline: this is the session as last heard from it` : null);
   setAttr(row.link, 'href', ctx.href(entry.key));
   setAttr(row.badge, 'class', `badge badge-${status}`);
   setAttr(row.badge, 'title', STATUS_HINT[status]);
@@ -99,7 +104,7 @@ export function fillRow(row, entry, ctx) {
   setAttr(row.f.source, 'data-source', session.source || null);
   setAttr(row.f.source, 'title', `Agent: ${agentLabel(session.source)}`);
   setText(row.f.host, session.host || '');
-  setAttr(row.f.host, 'title', session.host ? `Host: ${session.host}${session.stale ? ' (offline)' : ''}` : null);
+  setAttr(row.f.host, 'title', session.host ? `Host: ${session.host}${stale ? ' (offline)' : ''}` : null);
   // The host is worth a chip only once more than one host publishes (SPEC section 7).
   setHidden(row.f.host, !ctx.manyHosts || !session.host);
   setText(row.f.title, title);
@@ -128,8 +133,9 @@ export function fillRow(row, entry, ctx) {
   setAttr(row.f.time, 'datetime', session.updatedAt || null);
   setAttr(row.f.time, 'title', absoluteTime(row.updated));
   setText(row.f.time, relativeTime(row.updated, Date.now()));
+  const where = ctx.manyHosts && session.host ? `, on ${session.host}${stale ? ' (offline)' : ''}` : '';
   setAttr(row.link, 'aria-label',
-    `${title}, ${agentLabel(session.source)}, ${status}, ${plural(count, 'message')}, ${baseName(project)}`);
+    `${title}, ${agentLabel(session.source)}${where}, ${status}, ${plural(count, 'message')}, ${baseName(project)}`);
 }
 
 /** Flash a row whose session moved on. Two identical animations take turns, so the flash

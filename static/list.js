@@ -28,8 +28,8 @@ import { groupsIn, layout, readGeometry, rowsIn, sameGeometry, scrollerOf, viewp
 import { Filter, prepare } from './search-index.js';
 import { hasReceived } from './store.js';
 
-/** What the list shows: the search words, one project, one agent (all kept in the address). */
-export const filters = { query: '', project: '', agent: '' };
+/** What the list shows: the search words, one project, one agent, one host (all kept in the address). */
+export const filters = { query: '', project: '', agent: '', host: '' };
 
 /** Rendered beyond the viewport, above and below (px): scrolling finds rows ready. */
 const OVERSCAN = 480;
@@ -46,7 +46,9 @@ let dirty = true; // the model or the filter changed: lay must be rebuilt
 let frame = 0; // a render is scheduled for the next animation frame
 let fallback = 0; // ... or for this timer, whichever comes first
 let fillGen = 0; // bumps when every rendered row must be written again
-let manyHosts = false; // sessions of more than one host are listed
+let manyHosts = false; // more than one host is known (hosts.js): rows name their host
+let hostNames = []; // every known host, for the host filter
+let offlineHosts = new Set(); // hosts known to be offline: their rows are stale
 let selectedKey = null;
 let revealKey = null; // a row just selected: scrolled into view once it is listed
 let onOpen = () => {};
@@ -69,7 +71,7 @@ function sessionHrefs() {
   };
 }
 
-const fillContext = () => ({ manyHosts, selectedKey, href: sessionHrefs(), gen: fillGen });
+const fillContext = () => ({ manyHosts, offline: offlineHosts, selectedKey, href: sessionHrefs(), gen: fillGen });
 
 /** open(key): a row was clicked. */
 export function initList({ open }) {
@@ -83,9 +85,25 @@ export function initList({ open }) {
   if (window.ResizeObserver) new ResizeObserver(schedule).observe(els.pane);
   renderProjectOptions();
   renderAgentOptions();
+  renderHostOptions();
   applyFilters();
   renderSummary();
   render();
+}
+
+/** The known hosts changed (hosts.js): the host chips, the stale rows and the host filter follow. */
+export function setHosts({ names, offline }) {
+  const many = names.length > 1;
+  const sameOffline = offline.size === offlineHosts.size && [...offline].every((h) => offlineHosts.has(h));
+  hostNames = names;
+  if (many !== manyHosts || !sameOffline) {
+    manyHosts = many;
+    offlineHosts = offline;
+    fillGen += 1; // every rendered row is written again
+    schedule();
+  }
+  renderHostOptions();
+  applyFilters();
 }
 
 /** A store change: update the model and the counts now, lay the rows out next frame. */
@@ -94,14 +112,6 @@ export function update(change) {
   for (const { key, session, previous } of change.changed) {
     if (previous && (previous.messageCount !== session.messageCount || statusOf(previous) !== statusOf(session))) {
       pulses.add(key);
-    }
-  }
-  if (model.changed.hosts) {
-    model.changed.hosts = false;
-    const many = model.hostCount() > 1;
-    if (many !== manyHosts) {
-      manyHosts = many;
-      fillGen += 1;
     }
   }
   if (model.changed.projects) {
@@ -347,6 +357,7 @@ function reorder(parent, nodes) {
 const renderSummary = () => controls.renderSummary(model.counts, model.entries.size);
 const renderProjectOptions = () => controls.renderProjectOptions(model.groups.keys(), filters.project);
 const renderAgentOptions = () => controls.renderAgentOptions(model.sourceList(), filters.agent);
+const renderHostOptions = () => controls.renderHostOptions(hostNames, filters.host);
 const renderEmpty = () => controls.renderEmpty(lay.rows.length,
   { received: hasReceived(), filtered: filter.active, filters });
 
@@ -360,6 +371,7 @@ function applyFilters() {
 export function refilter() {
   if (controls.projectOptionsStale(filters.project)) renderProjectOptions();
   renderAgentOptions();
+  renderHostOptions();
   applyFilters();
   if (dirty) flush();
 }

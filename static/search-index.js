@@ -44,31 +44,33 @@ function narrows(prev, next) {
   return prev.every((word) => next.some((w) => w.includes(word)));
 }
 
-/** The list's filter: search words, one project, one agent. */
+/** The list's filter: search words, one project, one agent, one host. */
 export class Filter {
   constructor() {
     this.terms = [];
     this.project = '';
     this.agent = '';
+    this.host = '';
     this.withHost = false;
     this.gen = 0; // bumps on every change; entries cache their result per generation
     this.narrowing = false; // this generation only narrows the previous one
   }
 
   /** Take new values; false when nothing changed. */
-  set({ query, project, agent }, withHost) {
+  set({ query, project, agent, host }, withHost) {
     const terms = parseQuery(query);
     project = project || '';
     agent = agent || '';
+    host = host || '';
     const same = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
-    if (same(terms, this.terms) && project === this.project && agent === this.agent && withHost === this.withHost) {
-      return false;
-    }
-    this.narrowing = project === this.project && agent === this.agent && withHost === this.withHost &&
-      narrows(this.terms, terms);
+    const sameRest = project === this.project && agent === this.agent && host === this.host &&
+      withHost === this.withHost;
+    if (same(terms, this.terms) && sameRest) return false;
+    this.narrowing = sameRest && narrows(this.terms, terms);
     this.terms = terms;
     this.project = project;
     this.agent = agent;
+    this.host = host;
     this.withHost = withHost;
     this.gen += 1;
     return true;
@@ -76,7 +78,7 @@ export class Filter {
 
   /** Anything narrows the list. */
   get active() {
-    return Boolean(this.terms.length || this.project || this.agent);
+    return Boolean(this.terms.length || this.project || this.agent || this.host);
   }
 
   /** Whether the entry's session is shown (cached on the entry for this generation). */
@@ -94,6 +96,7 @@ export class Filter {
     const s = entry.session;
     if (this.project && projectKey(s) !== this.project) return false;
     if (this.agent && s.source !== this.agent) return false;
+    if (this.host && s.host !== this.host) return false;
     const terms = this.terms;
     if (!terms.length) return true;
     if (entry.hay === null) entry.hay = haystack(s);

@@ -4,6 +4,7 @@
  *   q=<text>         search as you type
  *   project=<path>   show one project only
  *   agent=<source>   show one agent's sessions only (claude-code, codex, opencode, gemini)
+ *   host=<name>      show one host's sessions only (team mode: SPEC section 9)
  *   session=<key>    the open session view, by the session's key (<host>:<source>:<id>). A
  *                    value without ':' is a Claude Code id from a first-version bookmark: it is
  *                    resolved to its key and the address rewritten (history.replaceState)

@@ -75,7 +75,9 @@ let holderState = null;
 let beatTimer = 0;
 let release = null;
 let holdToken = 0;
-const extras = new Map(); // the last message of each type the store does not keep
+// The last message of each type the store does not keep (host-status, feed-status), as this
+// tab applied it, holder or follower: a follower that takes over answers snapshots with them.
+const extras = new Map();
 // follower
 let leader = null; // {term, id, gone}: the holder we follow
 let synced = null; // {seq, eventId}: where we stand in its relay; null: we need a snapshot
@@ -309,6 +311,7 @@ function follow(m) {
 
 function applyMsg(m) {
   hooks.apply(m.type, m.data);
+  if (!STORED.has(m.type)) extras.set(m.type, m.data);
   synced = { seq: m.seq, eventId: m.eventId === undefined ? null : m.eventId };
 }
 
@@ -331,7 +334,10 @@ function onSnapshot(m) {
   // Any snapshot of our holder will do, whoever asked: every tab receives it.
   if (synced && m.seq <= synced.seq) return;
   hooks.replace(m.sessions);
-  for (const [type, data] of Array.isArray(m.extras) ? m.extras : []) hooks.apply(type, data);
+  for (const [type, data] of Array.isArray(m.extras) ? m.extras : []) {
+    hooks.apply(type, data);
+    extras.set(type, data);
+  }
   synced = { seq: m.seq, eventId: m.eventId === undefined ? null : m.eventId };
   const waiting = buffer.sort((a, b) => a.seq - b.seq);
   buffer = [];

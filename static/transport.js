@@ -11,14 +11,16 @@
  *
  * Every connection resumes where the last message left off (?lastEventId=: a new
  * EventSource or WebSocket cannot send Last-Event-ID); after a poll, whose list carries
- * no event id, the next one starts over with init.
+ * no event id, the next one starts over with init. A poll reads /api/hosts too, handed on
+ * as a host-status message (the stream would have sent one); status messages carry no id
+ * and never move lastEventId.
  *
  * initTransport({message(type, data, lastEventId), state(info)}) once; then
  * startTransport(resumeId) / stopTransport() as this tab takes or leaves the stream.
  */
 
 import {
-  API, ATTEMPTS_BEFORE_POLLING, AUTH_RETRY_MS, BACKOFF_BASE_MS, BACKOFF_MAX_MS, POLL_INTERVAL_MS,
+  API, ATTEMPTS_BEFORE_POLLING, AUTH_RETRY_MS, BACKOFF_BASE_MS, BACKOFF_MAX_MS, POLL_INTERVAL_MS, ROOT,
 } from './settings.js';
 import { fetchJSON } from './http.js';
 import { openEventStream } from './sse.js';
@@ -58,6 +60,7 @@ const c = {
   pollFailed: false,
   pollTimer: 0,
   pollRun: 0,
+  hostsMissing: false, // the server has no /api/hosts (an older one): polls do not ask again
   // what it shows
   word: 'Connecting',
   hint: 'Connecting to the event stream',
@@ -308,6 +311,17 @@ function listFailed(err) {
   return POLL_INTERVAL_MS;
 }
 
+/** While polling, the hosts' states from /api/hosts, as the stream's host-status would say them. */
+async function pollHosts(current) {
+  if (c.hostsMissing) return;
+  try {
+    const hosts = await fetchJSON(ROOT + 'api/hosts');
+    if (current() && Array.isArray(hosts)) hooks.message('host-status', { type: 'host-status', hosts }, c.lastEventId);
+  } catch (err) {
+    if (err.status === 404) c.hostsMissing = true;
+  }
+}
+
 async function poll() {
   if (!c.polling) return;
   const run = c.pollRun;
@@ -317,6 +331,8 @@ async function poll() {
     const list = await fetchJSON(API + '/all');
     if (!current()) return;
     gotList(list);
+    await pollHosts(current);
+    if (!current()) return;
     if (c.pollFailed && !c.sse) {
       // The server is back: try the stream now rather than at the end of a long backoff.
       c.attempts = Math.min(c.attempts, ATTEMPTS_BEFORE_POLLING);

@@ -3,7 +3,9 @@
 It loads the tail of the conversation, pages back on demand, and on every change of
 its session fetches what was appended (and the last few messages again, which some
 agents rewrite in place). Late answers for a view that was closed or replaced are
-dropped (view.generation).
+dropped (view.generation). A remote session (team mode: the answer says "remote") holds
+only the latest messages its agent published; a note says the full transcript stays on its
+host, and there is nothing earlier to page back to.
 */
 
 import { $, h, setAttr, setHidden, setText } from './dom.js';
@@ -12,6 +14,7 @@ import {
   STATUS_HINT, absoluteTime, agentLabel, compactNumber, isKey, keyOf, projectKey, relativeTime, shortModel,
   sourceOfKey, statusOf, timeOf, tokenTitle, tokenTotal,
 } from './format.js';
+import { isOffline, manyHosts } from './hosts.js';
 import { HttpError, fetchJSON } from './http.js';
 import { focusRow, markSelected as markRow } from './list.js';
 import { maskSecrets } from './mask.js';
@@ -37,7 +40,17 @@ const detail = {
   messages: $('messages'),
   close: $('detail-close'),
   newMessages: $('new-messages'),
+  remoteNote: $('remote-note'),
 };
+
+const REMOTE_NOTE = 'The latest messages its agent published; the full transcript stays on its host.';
+
+/** The server's note on a remote session ("the full transcript stays on its host H"), as a sentence. */
+function remoteNote(note) {
+  const text = typeof note === 'string' && note.trim() ? maskSecrets(note.trim()) : REMOTE_NOTE;
+  const sentence = text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(sentence) ? sentence : sentence + '.';
+}
 
 const view = {
   id: null,
@@ -45,6 +58,7 @@ const view = {
   start: 0, // index of the first loaded message
   end: 0, // index after the last loaded message
   loaded: false,
+  remote: false, // the server holds only the latest messages (another host's session)
   following: false,
   followAgain: false,
   source: 'claude-code', // the agent of the open session: its replies carry its name
@@ -93,6 +107,10 @@ function renderDetailHead(session) {
   if (session.subagentCount) items.push(['Subagents', String(session.subagentCount)]);
   if (session.pid) items.push(['PID', String(session.pid)]);
   items.push(['Agent', agentLabel(session.source) + (session.version ? ' ' + session.version : '')]);
+  if (session.host && (manyHosts() || view.remote)) {
+    const offline = Boolean(session.stale) || isOffline(session.host);
+    items.push(['Host', session.host + (offline ? ' (offline)' : '')]);
+  }
   const key = items.map((i) => i[0]).join('|');
   if (detail.meta.dataset.layout !== key) {
     detail.meta.replaceChildren();
@@ -133,6 +151,7 @@ export function openSession(id, { push } = {}) {
   view.start = 0;
   view.end = 0;
   view.loaded = false;
+  view.remote = false;
   view.following = false;
   view.followAgain = false;
   view.tools = new Map();
@@ -147,6 +166,7 @@ export function openSession(id, { push } = {}) {
   detail.status.replaceChildren();
   setHidden(detail.earlier, true);
   setHidden(detail.newMessages, true);
+  setHidden(detail.remoteNote, true);
   setText(detail.state, 'Loading conversation…');
   markSelected(id);
   const session = sessions.get(id);
@@ -211,6 +231,10 @@ async function loadTail(generation) {
       page = await fetchJSON(conversationUrl(id, total - PAGE_SIZE, PAGE_SIZE));
       if (generation !== view.generation) return;
     }
+    view.remote = page.remote === true;
+    setText(detail.remoteNote, view.remote ? remoteNote(page.note) : '');
+    setHidden(detail.remoteNote, !view.remote);
+    if (view.remote && sessions.has(view.id)) renderDetailHead(sessions.get(view.id)); // it names the host
     if (page.session) {
       upsertQuiet(page.session);
     }
@@ -245,12 +269,12 @@ function upsertQuiet(session) {
 }
 
 function updateEarlierButton() {
-  setHidden(detail.earlier, view.start <= 0);
+  setHidden(detail.earlier, view.start <= 0 || view.remote);
   setText(detail.earlier, `Load earlier messages (${view.start} more)`);
 }
 
 async function loadEarlier() {
-  if (!view.loaded || view.start <= 0 || detail.earlier.disabled) return;
+  if (!view.loaded || view.remote || view.start <= 0 || detail.earlier.disabled) return;
   const generation = view.generation;
   const offset = Math.max(0, view.start - PAGE_SIZE);
   const limit = view.start - offset;
@@ -380,6 +404,12 @@ export function update(change) {
   for (const { key } of change.removed) if (key === view.id) sessionRemoved();
   for (const { key, session, previous } of change.changed) if (key === view.id) sessionChanged(session, previous);
   resolveBareId();
+}
+
+/** The known hosts changed (hosts.js): the head names the host once there are several. */
+export function hostsChanged() {
+  const session = view.id ? sessions.get(view.id) : null;
+  if (session) renderDetailHead(session);
 }
 
 /** The relative time in the head, once a second. */
