@@ -43,8 +43,10 @@ def test_a_change_on_one_host_reaches_the_web_tier_with_its_host_and_key(tmp_pat
         assert init.type == "init" and init.id.count(".") == 1  # <epoch>.<ms>-<seq>
         writer = laptop.session("/home/alice/code/webapp")
         writer.prompt("fix the login form")
+        # The file may be seen created before its first record is: the title follows then.
         created = client.wait_for(lambda e: e.type in ("session-created", "session-updated")
-                                  and any(s["id"] == writer.id for s in e.sessions), timeout=10)
+                                  and any(s["id"] == writer.id and s["title"] == "fix the login form"
+                                          for s in e.sessions), timeout=10)
     session = next(s for s in created.sessions if s["id"] == writer.id)
     assert session["host"] == "laptop" and session["key"] == f"laptop:claude-code:{writer.id}"
     assert session["title"] == "fix the login form" and session["stale"] is False
