@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from helm_monitor.live.broadcaster import (CLOSED, REFRESH, TICK_S, Broadcaster, PositionBroadcaster, ShuttingDown,
+from helm_monitor.live.broadcaster import (CLOSED, REFRESH, TICK_S, Broadcaster, ShuttingDown,
                                           TooManyClients, sse_frame)
 from helm_monitor.live.store import SessionStore
+from helm_monitor.team.positions import PositionBroadcaster
 
 
 def test_frame_splits_multiline_data_and_strips_cr_lf_from_id_and_type():

@@ -207,9 +207,9 @@ class Hosts:
             self.ignore(name, "unreadable-state", str(state))
             return {}
         sessions = {}
-        for field, raw in state.items():
+        for stored_key, raw in state.items():
             try:
-                session = session_of(name, raw, key=field.decode("utf-8", "replace"))
+                session = session_of(name, raw, key=stored_key.decode("utf-8", "replace"))
             except Refused as refused:
                 self.ignore(name, refused.reason, refused.detail)
                 continue

@@ -23,7 +23,7 @@ import time
 import orjson
 import redis
 
-from helm_monitor.live.broadcaster import PositionBroadcaster
+from helm_monitor.team.positions import PositionBroadcaster
 from helm_monitor.live.store import SessionStore
 from helm_monitor.sources.pages import window
 from helm_monitor.team import client, keys
