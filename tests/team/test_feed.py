@@ -580,3 +580,32 @@ def test_stop_ends_a_blocked_read_at_once(redis_server, hosts):
     t0 = time.monotonic()
     svc.stop()
     assert time.monotonic() - t0 < 1.5 and not svc.feed.alive
+
+
+def test_a_steady_flow_is_told_in_batches_and_a_lone_change_at_once(hosts, web):
+    from helm_monitor.team.feed import BATCH_S
+    laptop = hosts("laptop")
+    sessions = [laptop.new() for _ in range(10)]
+    svc = web()
+    published = svc.broadcaster.published
+    before = published["session-updated"]
+    started = time.monotonic()
+    for i in range(100):  # 10 sessions, each changed 10 times, every 2 ms: 200 ms of entries
+        laptop.update(sessions[i % 10]["key"], messageCount=i)
+        time.sleep(0.002)
+    truth = {s["key"]: s["messageCount"] for s in laptop.truth().values()}
+    wait_until(lambda: {k: s["messageCount"] for k, s in sessions_of(svc, "laptop").items()} == truth, 5,
+               message="every change in the store")
+    elapsed = time.monotonic() - started
+    messages = published["session-updated"] - before
+    # About one message per batch window (some 5 to 20 here), not one per entry (100).
+    assert messages <= min(40, elapsed / BATCH_S + 2), (messages, elapsed)
+    time.sleep(BATCH_S * 2)  # quiet
+    reader = Reader(svc.broadcaster)
+    try:
+        sent = time.monotonic()
+        laptop.update(sessions[0]["key"], title="alone")
+        reader.until(lambda i, k, d: k == "session-updated" and d["sessions"][0]["title"] == "alone")
+        assert time.monotonic() - sent < BATCH_S * 0.8 + 0.5  # not held for a batch (generous under load)
+    finally:
+        reader.close()
