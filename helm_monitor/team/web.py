@@ -117,6 +117,12 @@ class TeamWebService:
         (what is served then is what there is)."""
         return self.feed.settled.wait(timeout) and self.feed.ready.is_set()
 
+    def wait_streamable(self, timeout: float) -> bool:
+        """A stream opened before the first snapshot would get an id of no epoch yet, so a
+        browser resuming from another worker would start over: it waits for the snapshot
+        (not while the engine cannot be read at all)."""
+        return self.wait_ready(timeout)
+
     @property
     def channels(self) -> list[PositionBroadcaster]:
         return [self.broadcaster, *self.store.by_source.values()]

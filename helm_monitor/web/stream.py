@@ -28,6 +28,8 @@ RETRY_MS = 3000
 # While a stopping worker still accepts (gunicorn notices within a second),
 # a new stream is told to come back at once: the next worker will serve it.
 SHUTDOWN_RETRY_MS = 250
+# How long a stream waits for its service's first state (team web tier: the engine's snapshot).
+STREAM_READY_WAIT_S = 10.0
 # What a client that finds the client cap reached is told (seconds).
 FULL_RETRY_AFTER_S = 5
 
@@ -78,9 +80,10 @@ class Feed:
 
     def opening(self) -> list[tuple[str, bytes]]:
         """The first messages: init, or the replay (possibly none: nothing was missed), then the statuses."""
-        for kind, _ in self._opening:
+        opening, self._opening = self._opening, []  # handed over: an init is ~1 KB per session,
+        for kind, _ in opening:                      # not to be held for the connection's life
             self._metrics.sent(kind)
-        return self._opening
+        return opening
 
     def write_directly(self, wire: Callable[[bytes], bytes], send_nowait: Callable[[bytes], int],
                        sendall: Callable[[bytes], None]) -> None:
@@ -171,6 +174,13 @@ class Feed:
 _statuses: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def wait_streamable() -> None:
+    """A web worker just (re)started has no epoch or snapshot yet: ids it gave now would all
+    mean init to its next worker. Its service says when it has (a host's own: at once)."""
+    svc = service_of(current_app)
+    getattr(svc, "wait_streamable", lambda timeout: True)(STREAM_READY_WAIT_S)
+
+
 def last_event_id() -> str | None:
     """Where a resuming client left off: the ``Last-Event-ID`` header (an EventSource
     reconnecting), else ``?lastEventId=`` (a new EventSource or a WebSocket cannot send
@@ -195,6 +205,7 @@ def _stream(source: str | None):
     if request.method == "HEAD":
         # Headers only: no subscription (a HEAD body is never iterated, so it could never end one).
         return _stream_response(b"")
+    wait_streamable()
     conn = Connection(request.environ)
     try:
         feed = Feed(source, last_event_id(), on_disconnect=lambda reason: conn.close())
@@ -205,12 +216,12 @@ def _stream(source: str | None):
         response = _stream_response(f"retry: {SHUTDOWN_RETRY_MS}\n\n".encode())
         response.call_on_close(conn.close)
         return response
-    first = f"retry: {RETRY_MS}\n\n".encode() + b"".join(frame for _, frame in feed.opening())
+    first = [f"retry: {RETRY_MS}\n\n".encode() + b"".join(frame for _, frame in feed.opening())]
     direct = _direct_writes(conn, request.environ)
 
     def generate():
         try:
-            yield first
+            yield first.pop()  # not kept by this closure once written
             # The server wrote the head and the first chunk: events may go out directly now.
             if direct is not None:
                 feed.write_directly(*direct)

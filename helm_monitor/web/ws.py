@@ -37,7 +37,7 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 from helm_monitor.live.broadcaster import ShuttingDown, TooManyClients
 from helm_monitor.web.connection import Connection
 from helm_monitor.web.errors import json_error
-from helm_monitor.web.stream import FULL_RETRY_AFTER_S, Feed, last_event_id
+from helm_monitor.web.stream import FULL_RETRY_AFTER_S, Feed, last_event_id, wait_streamable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def sessions_ws():
         return key
     ws = WebSocket(sock, Connection(request.environ))
     try:
+        wait_streamable()
         feed = Feed(None, last_event_id(), on_disconnect=ws.dropped)
     except TooManyClients:
         return json_error(503, "too many stream clients; try again later",

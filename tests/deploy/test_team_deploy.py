@@ -392,6 +392,10 @@ def test_hosts_saved_to_the_aclfile_and_entries_survive_kill9(shipped_redis):
         ids = [host.xadd(keys.stream_key("laptop"), {"t": "hb", "n": str(n)}) for n in range(500)]
     finally:
         host.close()
+    # everysec may hold writes back while a slow fsync runs (a loaded disk): what a process
+    # crash cannot take is what reached the file, so wait until nothing is held back.
+    with client.connect(shipped_redis.admin_url) as adm:
+        wait_until(lambda: adm.info("persistence")["aof_buffer_length"] == 0, 10, message="the AOF written")
     shipped_redis.restart()  # kill -9: the append-only file (and the aclfile) carry everything over
     host = client.connect(url)
     adm = client.connect(shipped_redis.admin_url)
