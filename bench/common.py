@@ -324,3 +324,147 @@ def append_turn(path: Path, data: bytes) -> float:
 def summarize(lat: list[float]) -> dict:
     return {"n": len(lat), "p50_ms": ms(pct(lat, 50)), "p90_ms": ms(pct(lat, 90)), "p99_ms": ms(pct(lat, 99)),
             "max_ms": ms(max(lat)) if lat else None, "mean_ms": ms(statistics.fmean(lat)) if lat else None}
+
+
+# ------------------------------------------------------------------ team mode (bench/team.py)
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def proc_cpu(pid: int) -> float | None:
+    """utime + stime (seconds) of one process; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        fields = st[st.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proc_rss(pid: int) -> int:
+    """RSS (bytes) of one process; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    """pid's direct children, oldest first."""
+    out = []
+    for p in tree_pids(pid)[1:]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append((int(fields[19]), p))
+        except (OSError, ValueError, IndexError):
+            pass
+    return [p for _start, p in sorted(out)]
+
+
+def socket_owners(pids: list[int], server_port: int) -> dict[int, int]:
+    """Which of ``pids`` holds the server end of each TCP connection to ``server_port`` on loopback:
+    {client's local port: pid}. From /proc/net/tcp (inode of each connection) and /proc/<pid>/fd
+    (the inodes each process holds): with gunicorn's workers sharing one listening socket, the kernel
+    decides which worker accepts a connection, and this is how a benchmark learns which one did."""
+    inode_pid = {}
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode_pid[int(target[8:-1])] = pid
+    out = {}
+    want = f"{server_port:04X}"
+    for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table_path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, remote, inode = parts[1], parts[2], int(parts[9])
+                    if local.rsplit(":", 1)[1] == want and inode in inode_pid:
+                        out[int(remote.rsplit(":", 1)[1], 16)] = inode_pid[inode]
+        except OSError:
+            pass
+    return out
+
+
+class RedisProc:
+    """Debian's redis-server on a free loopback port, no persistence, in its own temporary directory."""
+
+    def __init__(self, directory: Path, port: int | None = None, args: list[str] | None = None):
+        self.dir = Path(directory)
+        self.port = port or free_port()
+        self.args = list(args or [])
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, timeout: float = 10.0) -> "RedisProc":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+               "--daemonize", "no", "--save", "", "--appendonly", "no", "--logfile", str(self.dir / "redis.log"),
+               "--maxclients", "10000"] + self.args
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"redis-server on port {self.port} did not answer")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def system_cpu() -> dict[str, float]:
+    """Machine-wide CPU seconds by kind (the first line of /proc/stat): what no process's own
+    utime/stime shows, e.g. loopback packets handled in softirq or time a VM's host took (steal)."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:1 + len(names)]
+        return {n: int(v) / CLK_TCK for n, v in zip(names, fields)}
+    except (OSError, ValueError):
+        return {}
+
+
+def system_cpu_pct(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Between two system_cpu() readings: each kind as % of one core, and ``busy`` (all but idle, iowait)."""
+    span = sum(after.values()) - sum(before.values())
+    if span <= 0:
+        return {}
+    cores = os.cpu_count() or 1
+    out = {k: round(100 * cores * (after[k] - before[k]) / span, 1) for k in after}
+    out["busy"] = round(sum(v for k, v in out.items() if k not in ("idle", "iowait")), 1)
+    return out

@@ -27,7 +27,8 @@ Used two ways:
 
   With ``--track-state`` every client also keeps the sessions its events describe
   (init / refresh replace them, created / updated / deleted change them), as the
-  page does, and two more commands work: ``churn K RESUME`` (K open clients leave
+  page does, keyed by ``--state-key`` (``id``; ``key`` in team mode, where ids of two
+  hosts may be equal), and two more commands work: ``churn K RESUME`` (K open clients leave
   and are replaced; a fraction RESUME of the replacements reconnect with
   ``Last-Event-ID`` and keep their state, as an EventSource does after a network
   drop, the others start afresh, as a page load does; clients the server closed
@@ -93,7 +94,8 @@ def raise_nofile(want: int = 65536) -> int:
 class Conn:
     __slots__ = ("idx", "sock", "state", "raw", "body", "chunked", "chunk_left", "status", "headers",
                  "events", "counts", "last_id", "t_connect", "t_head", "t_init", "init_len", "keep",
-                 "kept", "closed_at", "error", "t_recv", "pending", "sessions", "request")
+                 "kept", "closed_at", "error", "t_recv", "pending", "sessions", "request",
+                 "first_event", "t_first", "resumed_from")
 
     def __init__(self, idx: int, keep: bool):
         self.idx = idx
@@ -117,17 +119,23 @@ class Conn:
         self.pending = b""
         self.sessions: dict[str, bytes] | None = None  # with track_state: id -> canonical JSON
         self.request: bytes | None = None  # when not the client's common request (Last-Event-ID)
+        self.first_event: str | None = None  # the type of its first state event (init, or a replay's)
+        self.t_first = None  # when that arrived
+        self.resumed_from: int | None = None  # the client this one took over from (reconnect)
 
 
 class LoadClient:
     def __init__(self, host: str = "127.0.0.1", port: int = 5003, path: str = STREAM_PATH,
                  headers: dict | None = None, keep_events: bool = False, rcvbuf: int | None = None,
-                 track_state: bool = False):
+                 track_state: bool = False, state_key: str = "id"):
         self.host, self.port, self.path = host, port, path
         self.extra_headers = headers or {}
         self.keep_events = keep_events
         self.rcvbuf = rcvbuf
         self.track_state = track_state
+        # What a client's sessions are keyed by: "id" (one host), "key" (SPEC 5 v2: unique across hosts).
+        self.state_key = state_key
+        self.conn_class = Conn  # a subclass may keep more per connection
         self.connections = 0  # connections opened so far, reconnections included
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
@@ -141,11 +149,17 @@ class LoadClient:
         self._connect_queue: list[Conn] = []
         self._inflight = 0
         self.max_inflight = 128
+        # Reads of one socket per pass (None: until it is drained). With a bound, a client far
+        # behind (megabytes queued on each socket) cannot make one poll last for seconds.
+        self.max_reads_per_pass: int | None = None
         self._request = self._request_bytes({})
         self._buf = bytearray(262144)
         self._view = memoryview(self._buf)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        # The loop's own thread wakes it too (reconnect, add): a full socketpair must not block it
+        # for ever; full means a wake-up is pending anyway.
+        self._wake_w.setblocking(False)
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
 
     def _request_bytes(self, more: dict) -> bytes:
@@ -157,7 +171,7 @@ class LoadClient:
     # -- connections ---------------------------------------------------------
     def add(self, n: int, keep: bool | None = None) -> list[Conn]:
         """Queue n new connections; the loop opens them (at most max_inflight connecting at once)."""
-        new = [Conn(len(self.conns) + i, self.keep_events if keep is None else keep) for i in range(n)]
+        new = [self.conn_class(len(self.conns) + i, self.keep_events if keep is None else keep) for i in range(n)]
         with self.cond:
             self.conns.extend(new)
             self._connect_queue.extend(new)
@@ -171,6 +185,7 @@ class LoadClient:
         """
         self._close(c)
         new = self.add(1, c.keep)[0]
+        new.resumed_from = c.idx
         if resume and c.last_id is not None:
             new.request = self._request_bytes({"Last-Event-ID": c.last_id})
             new.sessions = c.sessions
@@ -276,6 +291,7 @@ class LoadClient:
             if c.state == "closed":
                 continue
             chunks = []
+            left = self.max_reads_per_pass
             try:
                 while True:
                     # Into one buffer: recv(256 KB) would allocate (mmap) 256 KB per read.
@@ -286,6 +302,10 @@ class LoadClient:
                     chunks.append(self._view[:n].tobytes())
                     if n < len(self._buf):
                         break
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            break
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
@@ -408,6 +428,8 @@ class LoadClient:
         c.counts[etype] = c.counts.get(etype, 0) + 1
         if eid is not None:
             c.last_id = eid
+        if c.first_event is None and etype in STATE_EVENTS:
+            c.first_event, c.t_first = etype, t
         if etype == "init" and c.t_init is None:
             c.t_init = t
             c.init_len = len(payload)
@@ -431,24 +453,24 @@ class LoadClient:
                 with self.cond:
                     self.cond.notify_all()
 
-    @staticmethod
-    def _apply(c: Conn, etype: str, payload: bytes) -> None:
+    def _apply(self, c: Conn, etype: str, payload: bytes) -> None:
         """Change c's sessions as the event says (what the page does with it)."""
         if etype not in STATE_EVENTS:
             return
         sessions = loads(payload)["sessions"]
+        key = self.state_key
         if etype in ("init", "refresh") or c.sessions is None:
             c.sessions = {}
         if etype == "session-deleted":
             for s in sessions:
-                c.sessions.pop(s["id"], None)
+                c.sessions.pop(s[key], None)
         else:
             for s in sessions:
-                c.sessions[s["id"]] = canonical(s)
+                c.sessions[s[key]] = canonical(s)
 
     def compare(self, sessions: list[dict], examples: int = 3) -> dict:
         """Every open client's state against ``sessions`` (e.g. GET /all): how many differ, and how."""
-        want = {s["id"]: canonical(s) for s in sessions}
+        want = {s[self.state_key]: canonical(s) for s in sessions}
         checked, differ = 0, []
         for c in self.conns:
             if c.state != "body" or c.sessions is None:  # not yet told the state
@@ -550,7 +572,7 @@ class LoadClient:
 
 def _child(args) -> int:
     raise_nofile(args.n + 256)
-    lc = LoadClient(args.host, args.port, args.path, track_state=args.track_state)
+    lc = LoadClient(args.host, args.port, args.path, track_state=args.track_state, state_key=args.state_key)
     rng = random.Random(args.seed)
     lc.add(args.n)
     ok = lc.wait_all_init(args.connect_timeout)
@@ -646,7 +668,7 @@ class ChildPool:
     """Several child load processes holding n clients between them."""
 
     def __init__(self, port: int, n: int, procs: int = 1, host: str = "127.0.0.1",
-                 connect_timeout: float = 120.0, track_state: bool = False):
+                 connect_timeout: float = 120.0, track_state: bool = False, state_key: str = "id"):
         import subprocess
         self.procs = []
         per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
@@ -655,7 +677,8 @@ class ChildPool:
                 continue
             p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--host", host, "--port", str(port),
                                   "-n", str(k), "--connect-timeout", str(connect_timeout),
-                                  "--seed", str(len(self.procs))] + (["--track-state"] if track_state else []),
+                                  "--seed", str(len(self.procs)), "--state-key", state_key]
+                                 + (["--track-state"] if track_state else []),
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
             self.procs.append(p)
         self.ready = [json.loads(p.stdout.readline() or "{}") for p in self.procs]
@@ -702,6 +725,8 @@ def main(argv=None) -> int:
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--track-state", action="store_true", help="keep each client's sessions (churn, check)")
     ap.add_argument("--seed", type=int, default=0, help="for churn's choices")
+    ap.add_argument("--state-key", default="id", choices=["id", "key"],
+                    help="what --track-state keys sessions by: id, or key (team mode: unique across hosts)")
     return _child(ap.parse_args(argv))
 
 

@@ -91,3 +91,17 @@ def test_page_scale_quick_run_reports_every_metric(tmp_path):
     for phase in ("load", "keystrokes"):
         assert run["profile"][phase]["top_self"], phase
     assert not run["page_errors"], run["page_errors"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_team_quick_run_converges_and_resumes_without_loss(tmp_path):
+    """bench/team.py --quick: simulated agents, a real redis-server, 4 web workers, a worker killed;
+    every client ends at the truth and every cut client resumes by replay with nothing lost."""
+    env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCH / "team.py"), "--quick"], capture_output=True, text=True,
+                          timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((BENCH / "results" / "team-quick.json").read_text())
+    assert res["quick"] and res["verdicts"]["state_equals_truth"], res["state"]
+    assert res["resume"]["resumed"] == res["resume"]["cut"] > 0
