@@ -222,6 +222,9 @@ def _stream(source: str | None):
     def generate():
         try:
             yield first.pop()  # not kept by this closure once written
+            # Nor by the server's loop (and werkzeug's) over this body, whose variable holds the
+            # last chunk until the next one: with events written directly that may be never.
+            yield b""
             # The server wrote the head and the first chunk: events may go out directly now.
             if direct is not None:
                 feed.write_directly(*direct)
