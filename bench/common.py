@@ -328,8 +328,6 @@ def summarize(lat: list[float]) -> dict:
 
 # ------------------------------------------------------------------ team mode (bench/team.py)
 
-REDIS_SERVER = "/usr/bin/redis-server"
-
 
 def proc_cpu(pid: int) -> float | None:
     """utime + stime (seconds) of one process; None once it is gone."""
@@ -397,54 +395,6 @@ def socket_owners(pids: list[int], server_port: int) -> dict[int, int]:
         except OSError:
             pass
     return out
-
-
-class RedisProc:
-    """Debian's redis-server on a free loopback port, no persistence, in its own temporary directory."""
-
-    def __init__(self, directory: Path, port: int | None = None, args: list[str] | None = None):
-        self.dir = Path(directory)
-        self.port = port or free_port()
-        self.args = list(args or [])
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self, timeout: float = 10.0) -> "RedisProc":
-        self.dir.mkdir(parents=True, exist_ok=True)
-        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-               "--daemonize", "no", "--save", "", "--appendonly", "no", "--logfile", str(self.dir / "redis.log"),
-               "--maxclients", "10000"] + self.args
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        raise TimeoutError(f"redis-server on port {self.port} did not answer")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 def system_cpu() -> dict[str, float]:

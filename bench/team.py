@@ -93,13 +93,14 @@ import time
 import uuid
 from pathlib import Path
 
-from common import (REPO, WORK, RedisProc, child_pids, tree_cpu, free_port, ms, pct, proc_cpu, proc_rss, raise_nofile,
+from common import (REPO, WORK, child_pids, tree_cpu, free_port, ms, pct, proc_cpu, proc_rss, raise_nofile,
                     socket_owners, system_cpu, system_cpu_pct, table, write_results)
 from sseload import STATE_EVENTS, Conn, LoadClient, canonical, loads, state_diff
 
 try:
     sys.path.insert(0, str(REPO))
     from helm_monitor.team import keys
+    from tests.support.redis import RedisServer  # the suite's: loopback, free port, no persistence
 except ImportError as exc:  # pragma: no cover
     raise SystemExit(f"helm_monitor.team.keys is needed: {exc}")
 
@@ -1221,7 +1222,7 @@ def run(a) -> dict:
         "agents", "sessions", "rate", "seconds", "clients", "victims", "workers", "max_clients", "kill_at",
         "kill_signal", "no_pin", "client_procs", "connect_inflight", "heartbeat_s")}, "web_repo": str(a.web_repo)}
     res["command"] = " ".join(["python bench/team.py"] + (sys.argv[1:] if sys.argv[1:] else []))
-    srv = RedisProc(work / "redis").start()
+    srv = RedisServer(work / "redis", args=["--maxclients", "10000"]).start()
     import redis as redis_py
     r = redis_py.Redis.from_url(srv.url, socket_timeout=10)
     agents = web = None

@@ -120,6 +120,10 @@ class LiveService:
     def close_streams(self) -> int:
         return sum(b.close_all("shutdown") for b in self.channels)
 
+    def wait_streamable(self, timeout: float) -> bool:
+        """Streams open at once: sessions arrive on them as the first scan reads them."""
+        return True
+
     def wait_ready(self, timeout: float) -> bool:
         return self.monitor is not None and self.monitor.ready.wait(timeout)
 

@@ -178,7 +178,7 @@ def wait_streamable() -> None:
     """A web worker just (re)started has no epoch or snapshot yet: ids it gave now would all
     mean init to its next worker. Its service says when it has (a host's own: at once)."""
     svc = service_of(current_app)
-    getattr(svc, "wait_streamable", lambda timeout: True)(STREAM_READY_WAIT_S)
+    svc.wait_streamable(STREAM_READY_WAIT_S)
 
 
 def last_event_id() -> str | None:

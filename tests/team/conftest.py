@@ -1,6 +1,7 @@
 import pytest
 
 from tests.support.redis import RedisServer
+from tests.support.team import SimHost
 
 
 @pytest.fixture
@@ -24,3 +25,18 @@ def redis_factory(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def hosts(redis_server):
+    """``hosts(name, url=None)``: simulated hosts writing the agent's wire format, closed at teardown."""
+    made: list[SimHost] = []
+
+    def make(name: str, url: str | None = None) -> SimHost:
+        host = SimHost(url or redis_server.url, name)
+        made.append(host)
+        return host
+
+    yield make
+    for host in made:
+        host.close()

@@ -18,23 +18,9 @@ from helm_monitor.live.broadcaster import CLOSED, REFRESH
 from helm_monitor.team import admin, client, feed as feed_module, keys
 from helm_monitor.team.web import TeamWebService
 from tests.support.server import wait_until
-from tests.support.team import SimHost, make_session, simple
+from tests.support.team import make_session, simple
 
 HB_S, OFFLINE_S = 0.2, 0.6
-
-
-@pytest.fixture
-def hosts(redis_server):
-    made: list[SimHost] = []
-
-    def make(name: str, url: str | None = None) -> SimHost:
-        host = SimHost(url or redis_server.url, name)
-        made.append(host)
-        return host
-
-    yield make
-    for host in made:
-        host.close()
 
 
 @pytest.fixture

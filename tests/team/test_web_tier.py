@@ -16,27 +16,13 @@ import pytest
 from helm_monitor.team import keys
 from tests.support.server import wait_until
 from tests.support.sse import SSEClient
-from tests.support.team import SimHost, simple
+from tests.support.team import simple
 
 pytestmark = pytest.mark.slow
 
 HB_S, OFFLINE_S = 0.2, 0.6
 FAST = {"HELM_TEAM_HEARTBEAT_S": str(HB_S), "HELM_TEAM_OFFLINE_S": str(OFFLINE_S)}
 ALL = "/api/sessions/stream"
-
-
-@pytest.fixture
-def hosts(redis_server):
-    made: list[SimHost] = []
-
-    def make(name: str, url: str | None = None) -> SimHost:
-        host = SimHost(url or redis_server.url, name)
-        made.append(host)
-        return host
-
-    yield make
-    for host in made:
-        host.close()
 
 
 @pytest.fixture
