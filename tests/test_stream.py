@@ -503,7 +503,10 @@ def test_one_update_per_window_whatever_file_changed(claude, server_factory, cas
         updates = _updates_of(client, s.id, 1.6)
         assert updates, "no update"
         gaps = [b.received_at - a.received_at for a, b in zip(updates, updates[1:])]
-        assert all(g > 0.4 for g in gaps), f"{len(updates)} updates, {gaps} s apart"
+        # Runs are due a window apart (live/monitor.py keeps the schedule): a first update that
+        # went out late on a busy machine (seen: 0.1 s, with the suite on 4 workers) shortens the
+        # gap after it by as much, and 0.3 s still tells coalescing from none (gaps of ~0.1 s).
+        assert all(g > 0.3 for g in gaps), f"{len(updates)} updates, {gaps} s apart"
         last = updates[-1].session(s.id)
         assert {k: last[k] for k in final} == final
         assert updates[0].received_at - t0 < 0.3  # the first change is not held back
