@@ -109,7 +109,10 @@ def test_healthz_and_metrics(claude, server_factory):
     wait_until(lambda: isinstance(server.get_json("/healthz")["secondsSinceLastEvent"], float), 3)
     # The event is counted before the debounce window applies it: wait for the session itself, or
     # the count below depends on which comes first.
-    wait_until(lambda: len(server.get_json("/api/claude-sessions/all")) == 2, 3, message="the second session")
+    # The file may be seen before its first record (no version yet: busy for a while), so the
+    # second session counts as ended once its record is in.
+    wait_until(lambda: [s["status"] for s in server.get_json("/api/claude-sessions/all")] == ["ended"] * 2, 3,
+               message="the second session, ended")
     status, headers, body = request(server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
     text = body.decode()
