@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import logging
 import os
 
@@ -54,7 +56,9 @@ def test_keys_route_each_path_to_its_source(claude, tmp_path):
     assert sources.apply(str(s.path)) == {f"box:claude-code:{s.id}"}
     session = sources.session(f"box:claude-code:{s.id}")
     assert session["key"] == f"box:claude-code:{s.id}" and session["host"] == "box" and session["stale"] is False
-    assert session["cost"] == {"usd": None, "basis": "unpriced"}
+    # Its one reply (claude-opus-5-5, no cost-state ledger) at list price.
+    assert session["cost"] == {"usd": pytest.approx(10 * 4e-6 + 20 * 20e-6 + 30 * 5e-6 + 40 * 0.2e-6),
+                               "basis": "list-price", "unpricedModels": []}
     for bad in (f"other:claude-code:{s.id}", f"box:gemini:{s.id}", "box:claude-code:", s.id, "::"):
         assert sources.session(bad) is None and sources.conversation(bad) is None
     assert sources.conversation(f"box:claude-code:{s.id}").page(0, 10)["total"] == 2

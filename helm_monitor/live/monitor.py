@@ -80,9 +80,10 @@ class Monitor:
     def __init__(self, catalog: SourceSet, store: SessionStore, *, debounce_s: float = 0.5,
                  liveness_interval_s: float = LIVENESS_INTERVAL_S,
                  offload: Offload | None = None, on_structure_check: Callable[[], None] | None = None,
-                 state_cache=None, scan_workers: int = 1):
+                 state_cache=None, scan_workers: int = 1, usage=None):
         self.catalog = catalog
         self.store = store
+        self.usage = usage  # a live.usage.UsageIndex, told every session built with its usage facts
         self.debounce_s = debounce_s
         self.liveness_interval_s = liveness_interval_s
         self._offload = offload or _direct
@@ -159,6 +160,11 @@ class Monitor:
             self._save_state()  # never while the pump could still change what is saved
 
     def _save_state(self) -> None:
+        if self.usage is not None:
+            try:
+                self._offload(self.usage.save)
+            except Exception:
+                log.exception("saving the observed waiting time failed")
         if self._state_cache is not None and self._state_dirty:
             self._state_dirty = False
             try:
@@ -355,13 +361,30 @@ class Monitor:
             except Exception:  # one reader's bug must not drop the batch, nor delete the session
                 self.failures += 1
                 log.exception("building session %s failed; its last published state stands", key)
+                continue
+            if self.usage is not None:
+                self._update_usage(key, out[key])
         return out
+
+    def _update_usage(self, key: str, session: dict | None) -> None:
+        try:
+            self.usage.update(key, session, None if session is None else self.catalog.usage(key))
+        except Exception:  # usage is counted beside the list: its failure never holds the list back
+            self.failures += 1
+            log.exception("counting the usage of session %s failed; its last counted usage stands", key)
 
     def _do_refresh(self, waiters) -> None:
         try:
             def work():
                 self.catalog.full_scan()
-                return self.catalog.sessions()
+                sessions = self.catalog.sessions()
+                if self.usage is not None:
+                    try:
+                        self.usage.replace_all({k: (s, self.catalog.usage(k)) for k, s in sessions.items()})
+                    except Exception:
+                        self.failures += 1
+                        log.exception("counting usage after the rescan failed; the last counted usage stands")
+                return sessions
             count = self.store.replace_all(self._offload(work))
             result: object = count
         except Exception as exc:

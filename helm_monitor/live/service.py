@@ -19,6 +19,8 @@ from helm_monitor.live.monitor import Monitor, Offload
 from helm_monitor.live.scan import default_workers
 from helm_monitor.live.sources import build_catalog
 from helm_monitor.live.store import SessionStore
+from helm_monitor.live.usage import UsageIndex
+from helm_monitor.usage import pricing
 from helm_monitor.live.watcher import Watcher
 
 CLAUDE = "claude-code"
@@ -44,6 +46,9 @@ class LiveService:
         claude_only = Broadcaster(queue_size=client_queue, max_clients=max_clients, shares_cap_with=self.broadcaster,
                                   epoch=self.broadcaster.epoch + "c")
         self.store = SessionStore(self.broadcaster, {CLAUDE: claude_only})
+        # Usage and cost over time (SPEC 10): fed by the pump, waiting time observed from the store.
+        self.usage = UsageIndex(cache_dir=cache_dir)
+        self.store.add_listener(self.usage.store_listener)
         self.watcher_mode = watcher_mode
         self.debounce_s = debounce_s
         self.cache_dir = cache_dir
@@ -74,7 +79,7 @@ class LiveService:
             self.started_at = time.monotonic()
             cache = StateCaches(self.cache_dir, self.catalog) if self.cache_dir else None
             monitor = Monitor(self.catalog, self.store, debounce_s=self.debounce_s, offload=self.offload,
-                              state_cache=cache, scan_workers=self.scan_workers)
+                              state_cache=cache, scan_workers=self.scan_workers, usage=self.usage)
             watcher = Watcher(self.catalog.watches(), monitor.notify, mode=self.watcher_mode,
                               offload=self.request_offload)
             monitor._on_structure_check = watcher.ensure_watches
@@ -174,6 +179,8 @@ class LiveService:
             "sessions": len(self.store),
             "secondsSinceLastEvent": None if last is None else round(time.monotonic() - last, 3),
             "uptimeSeconds": None if self.started_at is None else round(time.monotonic() - self.started_at, 3),
+            # Models met without any price: their tokens are counted, their cost is shown unpriced.
+            "unpricedModels": pricing.unpriced_models(),
             **dict(part.health() for part in self.attached),
         }
 

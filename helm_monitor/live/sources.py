@@ -131,9 +131,17 @@ class SourceSet:
     def _stamp(self, session: dict, key: str) -> dict:
         session["key"] = key
         session["host"] = self.host
-        session.setdefault("cost", {"usd": None, "basis": "unpriced"})
+        session.setdefault("cost", {"usd": None, "basis": "unpriced", "unpricedModels": []})
         session["stale"] = False  # the local host is never stale (SPEC 9)
         return session
+
+    def usage(self, key: str):
+        """The session's UsageFacts (helm_monitor.usage.facts), or None."""
+        found = self.split(key)
+        if found is None:
+            return None
+        source, session_id = found
+        return source.usage(session_id)
 
     def conversation(self, key: str) -> Conversation | None:
         found = self.split(key)

@@ -182,6 +182,13 @@ class Source(abc.ABC):
                 out[sid] = s
         return out
 
+    def usage(self, session_id: str):
+        """The session's :class:`helm_monitor.usage.facts.UsageFacts` (SPEC 10: every distinct API
+        message of it and of its subagents, and the agent's own ledger), or None if unknown.
+        Called from the pump's thread, like :meth:`session`; the caller may keep the object until
+        the session next changes, and never alters it."""
+        return None
+
     @abc.abstractmethod
     def conversation(self, session_id: str) -> Conversation | None:
         """The session's messages (paged from request threads), or None if unknown."""
@@ -231,7 +238,7 @@ def base_session(source: str, session_id: str) -> dict:
         "subagentCount": 0,
         "sizeBytes": 0,
         "version": None,
-        "cost": {"usd": None, "basis": "unpriced"},
+        "cost": {"usd": None, "basis": "unpriced", "unpricedModels": []},
     }
 
 

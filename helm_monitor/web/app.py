@@ -32,7 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     app.extensions["helm"] = _service(config)
 
-    from helm_monitor.web import api, errors, ops, page, security, stream, ws
+    from helm_monitor.web import api, errors, ops, page, security, stream, usage, ws
     errors.init_app(app)
     security.init_app(app)
     app.extensions["helm_metrics"] = ops.Metrics(app)
@@ -40,6 +40,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.claude_bp)
     app.register_blueprint(api.hosts_bp)
+    app.register_blueprint(usage.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ops.bp)

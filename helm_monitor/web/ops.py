@@ -89,6 +89,7 @@ class _LiveCollector:
         for source, n in svc.store.counts_by_source().items():
             by_source.add_metric([source], n)
         yield by_source
+        yield from _usage_metrics(svc)
         # The team web tier watches no files: its monitor has none of these, its watcher is None.
         monitor = getattr(svc, "monitor", None)
         lag = getattr(monitor, "last_lag_s", None) or 0.0
@@ -103,6 +104,33 @@ class _LiveCollector:
         for m in ("inotify", "polling", "stopped"):
             modes.add_metric([m], 1.0 if m == mode else 0.0)
         yield modes
+
+
+def _usage_metrics(svc):
+    """Tokens and dollars by model, all time, of every session listed (SPEC 10)."""
+    index = getattr(svc, "usage", None)
+    if index is None:
+        return
+    totals = index.totals_by_model()
+    tokens = CounterMetricFamily("helm_usage_tokens", "Tokens used, by model and kind (distinct API messages, "
+                                 "subagents included)", labels=["model", "kind"])
+    messages = CounterMetricFamily("helm_usage_messages", "Distinct API messages, by model", labels=["model"])
+    cost = CounterMetricFamily("helm_usage_cost_usd", "Dollars spent, by model and basis (ledger: charged by "
+                               "the agent itself; list-price: estimated from genai-prices)",
+                               labels=["model", "basis"])
+    unpriced = CounterMetricFamily("helm_usage_unpriced_tokens", "Tokens of models without any price, by model",
+                                   labels=["model"])
+    for model, m in sorted(totals.items()):
+        name = model or "unknown"
+        for kind in ("input", "output", "cacheRead", "cacheCreation"):
+            tokens.add_metric([name, kind], m[kind])
+        messages.add_metric([name], m["messages"])
+        for basis in ("ledger", "list-price"):
+            if m[basis]:
+                cost.add_metric([name, basis], m[basis])
+        if m["unpricedTokens"]:
+            unpriced.add_metric([name], m["unpricedTokens"])
+    yield from (tokens, messages, cost, unpriced)
 
 
 class Metrics:

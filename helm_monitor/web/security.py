@@ -43,6 +43,8 @@ TOKEN_COOKIE = "helm_token"
 TOKEN_COOKIE_MAX_AGE_S = 30 * 24 * 3600
 COOKIE_CONTEXT = b"helm-monitor session cookie v1"
 
+# Pages a person opens in a browser (told in plain text how to log in).
+PAGE_PATHS = frozenset({"/", "/usage"})
 # Routes any caller may reach once Host and Origin are fine (monitoring probes).
 PUBLIC_PATHS = frozenset({"/healthz"})
 # Answers that must never be stored by a browser or a proxy.
@@ -277,7 +279,7 @@ def _error(status: int, message: str) -> Response:
 
 
 def _unauthorized(message: str) -> Response:
-    if request.path == "/" and request.method in ("GET", "HEAD"):
+    if request.path in PAGE_PATHS and request.method in ("GET", "HEAD"):
         # Someone opened the dashboard in a browser: tell them what to do, in plain text.
         response = Response(
             f"401 Unauthorized: {message}.\n\n"
