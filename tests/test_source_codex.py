@@ -124,7 +124,8 @@ def test_sample_sessions_every_field(sample):
             "status": "ended", "pid": None,  # no thread-writer-locks/ in the samples
             "subagentCount": 0,  # no session_meta names a parent
             "version": "0.171.0",
-            "cost": {"usd": None, "basis": "unpriced"},  # Codex records no cost
+            # Codex records no cost, and genai-prices has no list price for the mock's model
+            "cost": {"usd": None, "basis": "unpriced", "unpricedModels": ["mock-model"]},
             **want,
         }
         assert src.session(tid) == expected, tid
@@ -200,7 +201,8 @@ def test_new_session_append_and_removal(home):
     assert src.apply(str(r.path)) == {r.id}
     s = src.session(r.id)
     assert s["messageCount"] == 2 and s["updatedAt"] == "2026-12-01T06:00:02.200Z"
-    assert s["tokens"] == {"input": 400, "output": 50, "cacheRead": 600, "cacheCreation": 25}
+    # input_tokens is the whole prompt: the 600 cached and the 25 written are parts of it
+    assert s["tokens"] == {"input": 375, "output": 50, "cacheRead": 600, "cacheCreation": 25}
     assert s["sizeBytes"] == r.path.stat().st_size
     assert src.apply(str(r.path)) == set()  # nothing new
     r.path.unlink()
@@ -468,7 +470,9 @@ UNPRIVILEGED_CHILD = r"""
 import json, logging, os, sys
 records = []
 class H(logging.Handler):
-    def emit(self, r): records.append([r.levelno, r.getMessage()])
+    def emit(self, r):
+        if r.name.startswith("helm_monitor.sources"):  # the source's own (not pricing's note on mock-model)
+            records.append([r.levelno, r.getMessage()])
 logging.getLogger("helm_monitor").addHandler(H()); logging.getLogger("helm_monitor").setLevel(logging.INFO)
 from helm_monitor.sources.codex import CodexSource
 src = CodexSource(sys.argv[1])

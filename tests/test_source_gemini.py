@@ -151,11 +151,23 @@ def test_every_field_of_every_sample_session(sample_dir, no_proc):
     for sid, want in EXPECTED.items():
         s = src.session(sid)
         expected = dict(want, id=sid, source="gemini",
-                        # not on disk (AGENTS_FORMAT 3.4): no branch, no version, no pid, no cost
-                        gitBranch=None, version=None, pid=None, cost={"usd": None, "basis": "unpriced"},
+                        # not on disk (AGENTS_FORMAT 3.4): no branch, no version, no pid
+                        gitBranch=None, version=None, pid=None,
                         status="ended",  # no gemini process (empty proc root); none awaits a reply
                         subagentCount=0)
+        # no cost on disk: gemini-2.5-flash's list price of its tokens (tests/test_usage_agents.py
+        # checks it request by request against genai-prices' calc_price)
+        cost = s.pop("cost")
+        assert cost["basis"] == "list-price" and cost["unpricedModels"] == []
+        assert cost["usd"] == pytest.approx(list_price(want["tokens"]), rel=1e-9, abs=1e-9), sid
         assert s == expected, sid
+
+
+def list_price(t: dict) -> float:
+    """genai-prices' own price of these gemini-2.5-flash tokens (one price per token, no tiers below 200k)."""
+    from genai_prices import Usage, calc_price
+    usage = Usage(input_tokens=t["input"] + t["cacheRead"], cache_read_tokens=t["cacheRead"], output_tokens=t["output"])
+    return float(calc_price(usage, model_ref="gemini-2.5-flash", provider_id="google").total_price)
 
 
 def test_sample_conversation_pages(sample_dir, no_proc):

@@ -74,7 +74,7 @@ def common(**fields):
 # - messageCount: user messages with text + assistant rows;
 # - createdAt/updatedAt: session.time_created / time_updated (ms), e.g. 1796105819592 = 06:16:59.592Z;
 # - tokens: session.tokens_input, tokens_output + tokens_reasoning, tokens_cache_read, tokens_cache_write;
-# - cost: session.cost; sizeBytes: sum(length(data)) over the session's message and part rows;
+# - cost: the sum of its assistant messages' data.cost (= session.cost), OpenCode's ledger; sizeBytes: sum(length(data)) over the session's message and part rows;
 # - status ended: no opencode process (empty proc root); gitBranch, pid, projectDir: not stored.
 EXPECTED = {
     S1: common(id=S1, projectPath="/home/user/code/alpha", title="Session 1 in alpha check that",
@@ -83,33 +83,33 @@ EXPECTED = {
                messageCount=3,  # 1 user + 2 assistant steps (tool-calls, stop)
                createdAt="2026-12-01T06:16:59.592Z", updatedAt="2026-12-01T06:17:02.497Z",
                tokens={"input": 7770, "output": 95, "cacheRead": 7259, "cacheCreation": 0},  # 7476+294, 62+33
-               sizeBytes=2119, cost={"usd": 0.0086859, "basis": "ledger"}),
+               sizeBytes=2119, cost={"usd": 0.0086859, "basis": "ledger", "unpricedModels": []}),
     S2: common(id=S2, projectPath="/home/user/code/beta", title="Session 2 in beta check that",
                firstPrompt="@tool Session 2 in beta: check that the shell works",
                lastPrompt="Follow-up sent with resume",  # the --session resume prompt
                messageCount=5,  # 2 user + 3 assistant
                createdAt="2026-12-01T06:17:05.541Z", updatedAt="2026-12-01T06:17:24.156Z",
                tokens={"input": 634, "output": 180, "cacheRead": 21994, "cacheCreation": 0},  # 122+250+262, 68+49+63
-               sizeBytes=3198, cost={"usd": 0.0031934, "basis": "ledger"}),
+               sizeBytes=3198, cost={"usd": 0.0031934, "basis": "ledger", "unpricedModels": []}),
     S3: common(id=S3, projectPath="/home/user/code/alpha", title="Session 3 in alpha say hello",
                firstPrompt="Session 3 in alpha: say hello and summarise the README",
                lastPrompt="Follow-up sent with continue",  # the --continue prompt
                messageCount=4, createdAt="2026-12-01T06:17:11.352Z", updatedAt="2026-12-01T06:17:19.580Z",
                tokens={"input": 237, "output": 131, "cacheRead": 14783, "cacheCreation": 0},
-               sizeBytes=2212, cost={"usd": 0.0019773, "basis": "ledger"}),
+               sizeBytes=2212, cost={"usd": 0.0019773, "basis": "ledger", "unpricedModels": []}),
     S4: common(id=S4, projectPath="/home/user/code/beta", title="Live session the reply streams slowly",
                firstPrompt="@hang Live session: the reply streams slowly",
                lastPrompt="@hang Live session: the reply streams slowly",
                messageCount=2, createdAt="2026-12-01T06:17:26.373Z", updatedAt="2026-12-01T06:17:48.636Z",
                tokens={"input": 208, "output": 45, "cacheRead": 7266, "cacheCreation": 0},
-               sizeBytes=1110, cost={"usd": 0.0010246, "basis": "ledger"}),
+               sizeBytes=1110, cost={"usd": 0.0010246, "basis": "ledger", "unpricedModels": []}),
     S5: common(id=S5, projectPath="/home/user/code/alpha", title="Interactive second prompt streams slowly",
                firstPrompt="@slow Interactive: second prompt, streams slowly",
                lastPrompt="@slow Interactive: second prompt, streams slowly",
                messageCount=2, createdAt="2026-12-01T06:17:58.243Z", updatedAt="2026-12-01T06:18:08.606Z",
                # updatedAt: its user message row's time_updated (…888606) is later than the session row's (…888563)
                tokens={"input": 7869, "output": 53, "cacheRead": 0, "cacheCreation": 0},
-               sizeBytes=1106, cost={"usd": 0.007975, "basis": "ledger"}),
+               sizeBytes=1106, cost={"usd": 0.007975, "basis": "ledger", "unpricedModels": []}),
 }
 
 
@@ -202,7 +202,7 @@ def test_live_session_from_another_process(tmp_path, writer):
         s = src.session(sid)
         assert (s["status"], s["title"], s["messageCount"]) == ("idle", "Fix the flaky test", 2)
         assert s["tokens"] == {"input": 120, "output": 30, "cacheRead": 60, "cacheCreation": 0}
-        assert s["cost"] == {"usd": 0.25, "basis": "ledger"}
+        assert s["cost"] == {"usd": 0.25, "basis": "ledger", "unpricedModels": []}
         assert src.apply(wal) == set()  # nothing new
     finally:
         agent.kill()

@@ -34,8 +34,16 @@ def append(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def uuid7(ms: int | None = None) -> str:
+    """A UUIDv7 (time-ordered, as Codex's thread and turn ids): ``ms`` since the epoch, then random bits."""
+    ms = int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000) if ms is None else ms
+    rand = uuid.uuid4().int
+    value = (ms & (2 ** 48 - 1)) << 80 | 0x7 << 76 | (rand & 0xFFF) << 64 | 0b10 << 62 | (rand >> 12) & (2 ** 62 - 1)
+    return str(uuid.UUID(int=value))
+
+
 def new_thread_id() -> str:
-    return str(uuid.uuid4())
+    return uuid7()
 
 
 class Rollout:
@@ -46,6 +54,9 @@ class Rollout:
         self.paginated = paginated
         self.ordinal = 0
         self.turn_id: str | None = None
+        # the thread's cumulative usage (total_token_usage): input, cached, cache write, output,
+        # reasoning, total
+        self.total = [0, 0, 0, 0, 0, 0]
 
     def raw(self, data: bytes) -> "Rollout":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +83,10 @@ class Rollout:
         payload.update(extra)
         return self.record("session_meta", payload, ts)
 
-    def turn_started(self, model: str = "mock-model", ts: str | None = None) -> "Rollout":
-        self.turn_id = str(uuid.uuid4())
-        self.event({"type": "task_started", "turn_id": self.turn_id, "started_at": 1796105908,
+    def turn_started(self, model: str = "mock-model", ts: str | None = None, turn_id: str | None = None,
+                     started_at: int = 1796105908) -> "Rollout":
+        self.turn_id = turn_id or uuid7()
+        self.event({"type": "task_started", "turn_id": self.turn_id, "started_at": started_at,
                     "model_context_window": 258400, "collaboration_mode_kind": "default"}, ts)
         self.record("response_item", {"type": "message", "role": "user", "content": [
             {"type": "input_text", "text": "<environment_context>\n  <cwd>/home/user/code/alpha</cwd>\n"
@@ -113,6 +125,24 @@ class Rollout:
         return self.event({"type": "token_count", "info": {"total_token_usage": usage, "last_token_usage": usage,
                                                            "model_context_window": 258400}, "rate_limits": None}, ts)
 
+    def request(self, inp: int, cached: int, out: int, cache_write: int = 0, reasoning: int = 0,
+                ts: str | None = None) -> "Rollout":
+        """One model request as Codex 0.171 records it: a token_count whose last_token_usage is the
+        request's and whose total_token_usage is the thread's running sum (``input_tokens`` holds the
+        cached and written parts; ``output_tokens`` holds reasoning)."""
+        last = [inp, cached, cache_write, out, reasoning, inp + out]
+        self.total = [a + b for a, b in zip(self.total, last)]
+        return self.count(last, self.total, ts)
+
+    def count(self, last, total, ts: str | None = None) -> "Rollout":
+        """A token_count event with these usages (lists of input, cached, cache write, output,
+        reasoning, total): ``request`` writes them; a repeated one is written with this."""
+        keys = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens",
+                "reasoning_output_tokens", "total_tokens")
+        info = {"total_token_usage": dict(zip(keys, total)), "last_token_usage": dict(zip(keys, last)),
+                "last_usage_includes_reasoning": False, "model_context_window": 258400}
+        return self.event({"type": "token_count", "info": info, "rate_limits": None}, ts)
+
     def turn_complete(self, ts: str | None = None) -> "Rollout":
         return self.event({"type": "task_complete", "turn_id": self.turn_id, "last_agent_message": None,
                            "duration_ms": 10}, ts)
@@ -133,6 +163,23 @@ class CodexHome:
         name = f"rollout-{when.strftime('%Y-%m-%dT%H-%M-%S')}-{tid}{suffix}.jsonl"
         folder = self.root / "archived_sessions" if archived else self.sessions / when.strftime("%Y/%m/%d")
         return Rollout(self, tid, folder / name, paginated)
+
+    def fork(self, parent: Rollout, thread_id: str | None = None, subagent: bool = False, **meta) -> Rollout:
+        """A thread forked from ``parent`` as Codex writes it: its own session_meta (``forked_from_id``;
+        a sub-agent's also names its parent), then the parent's rollout copied line by line, its own
+        session_meta too, every line stamped anew (Codex rewrites the copies' times), its usage
+        continuing from the parent's total."""
+        child = self.rollout(thread_id)
+        extra = dict(meta, forked_from_id=parent.id)
+        if subagent:
+            extra.update(source={"subagent": {"thread_spawn": {"parent_thread_id": parent.id, "depth": 1}}},
+                         thread_source="subagent")
+        child.meta(**extra)
+        for raw in parent.path.read_bytes().splitlines():
+            rec = json.loads(raw)
+            child.record(rec["type"], rec["payload"])
+        child.total = list(parent.total)
+        return child
 
     def name_thread(self, thread_id: str, name: str) -> None:
         append(self.index, line({"id": thread_id, "thread_name": name, "updated_at": now_iso()}))

@@ -80,25 +80,31 @@ class GeminiProject:
         return GeminiChat(self, session_id or str(uuid.uuid4()), minute)
 
     def subagent(self, parent_id: str, agent_id: str | None = None) -> Path:
+        return self.subagent_chat(parent_id, agent_id).path
+
+    def subagent_chat(self, parent_id: str, agent_id: str | None = None) -> "GeminiChat":
+        """A sub-agent's chat (``chats/<parent id>/<agent id>.jsonl``, 0.37+): its metadata line,
+        then what the chat methods write."""
         d = self.chats / parent_id
         d.mkdir(parents=True, exist_ok=True)
         agent_id = agent_id or str(uuid.uuid4())
-        p = d / f"{agent_id}.jsonl"
+        chat = GeminiChat(self, agent_id, start=False, path=d / f"{agent_id}.jsonl")
         now = self.home.clock.now()
-        append(p, {"sessionId": agent_id, "projectHash": self.hash, "startTime": now, "lastUpdated": now,
-                   "kind": "subagent", "directories": [self.path]})
-        return p
+        chat.append({"sessionId": agent_id, "projectHash": self.hash, "startTime": now, "lastUpdated": now,
+                     "kind": "subagent", "directories": [self.path]})
+        return chat
 
 
 class GeminiChat:
     """One chat file, started as the CLI starts one: metadata, then the context checkpoint."""
 
-    def __init__(self, project: GeminiProject, session_id: str, minute: str | None = None, start: bool = True):
+    def __init__(self, project: GeminiProject, session_id: str, minute: str | None = None, start: bool = True,
+                 path: Path | None = None):
         self.project = project
         self.id = session_id
         clock = project.home.clock
         minute = minute or clock.t.strftime("%Y-%m-%dT%H-%M")
-        self.path = project.chats / f"session-{minute}-{session_id[:8]}.jsonl"
+        self.path = path or project.chats / f"session-{minute}-{session_id[:8]}.jsonl"
         if start:
             now = clock.now()
             self.append({"sessionId": session_id, "projectHash": project.hash, "startTime": now,
@@ -162,6 +168,8 @@ class GeminiChat:
         return GeminiChat(self.project, self.id, minute)
 
 
-def tokens(input: int, output: int, cached: int = 0, thoughts: int = 0) -> dict:
-    return {"input": input, "output": output, "cached": cached, "thoughts": thoughts, "tool": 0,
-            "total": input + output + thoughts}
+def tokens(input: int, output: int, cached: int = 0, thoughts: int = 0, tool: int = 0) -> dict:
+    """A reply's ``tokens`` as 0.61 records the API's usageMetadata: ``input`` (promptTokenCount)
+    holds ``cached``; ``tool`` (toolUsePromptTokenCount) and ``thoughts`` are outside it and in the total."""
+    return {"input": input, "output": output, "cached": cached, "thoughts": thoughts, "tool": tool,
+            "total": input + output + thoughts + tool}

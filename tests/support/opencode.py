@@ -188,19 +188,23 @@ class OpenCodeDB:
         return mid
 
     @staticmethod
-    def _assistant_data(parent, created, completed, tokens, cost) -> dict:
+    def _assistant_data(parent, created, completed, tokens, cost, model: str = "mock-model",
+                        provider: str = "mock", reasoning: int = 0) -> dict:
+        """``tokens``: (input, output, cache read, cache write), as OpenCode keeps them apart: input
+        without the cache, output without ``reasoning``."""
         d = {"parentID": parent, "role": "assistant", "mode": "build", "agent": "build",
              "path": {"cwd": "/x", "root": "/x"}, "cost": cost,
-             "tokens": {"total": sum(tokens), "input": tokens[0], "output": tokens[1], "reasoning": 0,
-                        "cache": {"write": tokens[3], "read": tokens[2]}},
-             "modelID": "mock-model", "providerID": "mock", "time": {"created": created}}
+             "tokens": {"total": sum(tokens) + reasoning, "input": tokens[0], "output": tokens[1],
+                        "reasoning": reasoning, "cache": {"write": tokens[3], "read": tokens[2]}},
+             "modelID": model, "providerID": provider, "time": {"created": created}}
         if completed is not None:
             d["time"]["completed"] = completed
             d["finish"] = "stop"
         return d
 
     def assistant_finish(self, sid: str, mid: str, text: str, tokens=(100, 10, 50, 0), cost: float = 0.001,
-                         tool: tuple[str, dict, str] | None = None) -> None:
+                         tool: tuple[str, dict, str] | None = None, model: str = "mock-model",
+                         provider: str = "mock", reasoning: int = 0) -> None:
         with self.tx():
             parent, created = self._parent_of(mid)
             self._part(sid, mid, new_id("prt"), {"type": "text", "text": text, "time": {"start": created}})
@@ -209,7 +213,8 @@ class OpenCodeDB:
                 self._part(sid, mid, new_id("prt"), {"type": "tool", "tool": name, "callID": new_id("call"),
                                                      "state": {"status": "completed", "input": inp, "output": out,
                                                                "title": name, "time": {"start": created}}})
-            self._message(sid, mid, self._assistant_data(parent, created, self.now(), tokens, cost))
+            self._message(sid, mid, self._assistant_data(parent, created, self.now(), tokens, cost, model,
+                                                         provider, reasoning))
             row = self.conn.execute("SELECT cost, tokens_input, tokens_output, tokens_cache_read FROM session "
                                     "WHERE id = ?", (sid,)).fetchone()
             self._touch_session(sid, cost=row[0] + cost, tokens_input=row[1] + tokens[0],

@@ -131,16 +131,48 @@ def masked(value) -> str | None:
 
 
 def tokens_of(info) -> tuple[int, int, int, int] | None:
-    """(input, output, cacheRead, cacheCreation) from ``token_count.info.total_token_usage``."""
+    """(input, output, cacheRead, cacheCreation) from ``token_count.info.total_token_usage``.
+
+    OpenAI's ``input_tokens`` is the whole prompt: cache reads (``cached_input_tokens``) and cache
+    writes (``cache_write_input_tokens``, GPT-5.6 on) are parts of it, so input is what is left;
+    ``output_tokens`` already includes reasoning (``total_tokens`` = input + output)."""
     if not isinstance(info, dict):
         return None
-    usage = info.get("total_token_usage")
+    u = usage_fields(info.get("total_token_usage"))
+    if u is None:
+        return None
+    return (max(u[0] - u[1] - u[2], 0), u[3], u[1], u[2])
+
+
+# The fields of a Codex TokenUsage object, in this order.
+USAGE_KEYS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens",
+              "reasoning_output_tokens", "total_tokens")
+
+
+def usage_fields(usage) -> tuple[int, ...] | None:
+    """A TokenUsage object as a tuple of :data:`USAGE_KEYS` counts, or None."""
     if not isinstance(usage, dict):
         return None
-    inp = as_int(usage.get("input_tokens"))
-    cached = as_int(usage.get("cached_input_tokens"))
-    return (max(inp - cached, 0), as_int(usage.get("output_tokens")), cached,
-            as_int(usage.get("cache_write_input_tokens")))
+    return tuple(as_int(usage.get(k)) for k in USAGE_KEYS)
+
+
+def request_tokens(u: tuple[int, ...]) -> tuple[tuple[int, int, int, int, int], int]:
+    """One request's usage (:func:`usage_fields`) as facts tokens (uncached input, output, cache read,
+    5-minute cache write, 1-hour cache write) and its whole prompt. OpenAI has one kind of cache
+    write; it is billed as the 5-minute kind is (1.25x input)."""
+    inp, cached, written, out = u[0], u[1], u[2], u[3]
+    uncached = max(inp - cached - written, 0)
+    return (uncached, out, cached, written, 0), uncached + cached + written
+
+
+_UUID7 = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$")
+
+
+def uuid7_ms(value) -> int | None:
+    """The creation time (ms since the epoch) of a UUIDv7 (Codex's thread and turn ids), else None."""
+    if not isinstance(value, str) or not _UUID7.match(value):
+        return None
+    return int(value[:8] + value[9:13], 16)
 
 
 def parent_of(meta: dict) -> str | None:

@@ -10,6 +10,7 @@ few fields used are kept.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from typing import Callable
@@ -18,18 +19,31 @@ import zstandard
 
 from helm_monitor.sources.codex import records as R
 from helm_monitor.sources.jsonl import MAX_LINE_BYTES, OPEN_FLAGS as _FLAGS, READ_CHUNK_BYTES, JsonlFollower
+from helm_monitor.usage.facts import UsageFacts, ms_of, tier_of
 
 
 # warn(kind, detail): kind is "bad-json", "bad-utf8", "long-line", "unknown-type", "zst-corrupt", "zst-truncated"
 Warn = Callable[[str, str], None]
+_VERSIONS = itertools.count(1)
 
 
 class Stats:
-    """What one file says about its thread. Latest-of fields keep the timestamp they were seen at."""
+    """What one file says about its thread. Latest-of fields keep the timestamp they were seen at.
+
+    Usage (``u_*``, SPEC 10): every ``token_count`` event that reports a new request adds that
+    request's ``last_token_usage`` to ``u_facts``, at the event's time, with the model of the turn
+    context read last. Not counted: an event whose ``total_token_usage`` did not move since the
+    previous one (Codex repeats the count without a new request), and, in a rollout that copies
+    another thread's history (a fork: its own ``session_meta`` names ``forked_from_id``, or a
+    second ``session_meta`` of another thread follows it), every event before the first turn of
+    its own thread (a turn whose UUIDv7 id is not older than the thread's): those requests are
+    the other thread's, counted there.
+    """
 
     __slots__ = ("meta_id", "cwd", "created", "version", "branch", "parent", "first_ts", "last_ts",
                  "p_users", "p_agents", "p_first", "p_last", "l_users", "l_agents", "l_first", "l_last",
-                 "model", "model_ts", "tokens", "tokens_ts", "turn", "turn_ts", "lines")
+                 "model", "model_ts", "tokens", "tokens_ts", "turn", "turn_ts", "lines",
+                 "u_facts", "u_version", "u_model", "u_last", "u_first", "u_replay", "u_own_ms")
 
     def __init__(self):
         self.meta_id = self.cwd = self.created = self.version = self.branch = self.parent = None
@@ -42,6 +56,15 @@ class Stats:
         self.turn: str | None = None  # "busy" after a turn start, "done" after its end
         self.turn_ts = None
         self.lines = 0
+        self.u_facts = UsageFacts()
+        self.u_version = next(_VERSIONS)  # a new value whenever u_facts changes (unique across Stats)
+        self.u_model: str | None = None  # the model of the turn context read last (file order)
+        self.u_last: tuple[int, ...] | None = None  # total_token_usage of the last token_count read
+        # The first request counted: (its total_token_usage, its facts row key, its tokens), so that
+        # a later file of the thread that begins by repeating it is not counted twice.
+        self.u_first: tuple | None = None
+        self.u_replay = False  # reading history copied from another thread
+        self.u_own_ms: int | None = None  # creation time of this file's thread (its UUIDv7 id)
 
     def snapshot(self) -> tuple:
         return tuple(getattr(self, n) for n in self.__slots__)
@@ -66,6 +89,9 @@ class Stats:
             model = R.str_or_none(payload.get("model"))
             if model and _later(ts, self.model_ts):
                 self.model, self.model_ts = model, ts
+            self._turn_begins(payload, ts)
+            if model:
+                self.u_model = model
         elif kind == "session_meta" and self.meta_id is None:
             self.meta_id = (R.str_or_none(payload.get("id")) or R.str_or_none(payload.get("session_id")) or "").lower() \
                 or None
@@ -75,6 +101,13 @@ class Stats:
             git = payload.get("git")
             self.branch = R.str_or_none(git.get("branch")) if isinstance(git, dict) else None
             self.parent = R.parent_of(payload)
+            self.u_own_ms = R.uuid7_ms(self.meta_id)
+            if R.str_or_none(payload.get("forked_from_id")) and self.u_first is None:
+                self.u_replay = True  # a fork: its parent's history is copied in first
+        elif kind == "session_meta":
+            other = (R.str_or_none(payload.get("id")) or "").lower()
+            if other and other != self.meta_id and self.u_first is None:
+                self.u_replay = True  # another thread's meta: its history follows, copied
 
     def take_skimmed(self, ts: str | None) -> None:
         self.lines += 1
@@ -114,9 +147,61 @@ class Stats:
             tokens = R.tokens_of(p.get("info"))
             if tokens is not None and _later(ts, self.tokens_ts):
                 self.tokens, self.tokens_ts = tokens, ts
+            self._request(p.get("info"), ts)
         elif sub in R.TURN_STARTS or sub in R.TURN_ENDS:
             if _later(ts, self.turn_ts):
                 self.turn, self.turn_ts = ("busy" if sub in R.TURN_STARTS else "done"), ts
+            if sub in R.TURN_STARTS:
+                self._turn_begins(p, ts)
+
+    def _turn_begins(self, p: dict, ts: str | None) -> None:
+        """A turn starts (its ``task_started`` or ``turn_context``): one of this thread's own ends
+        the copied history. Own: its UUIDv7 turn id is not older than the thread's id; failing
+        UUIDv7 ids, it started (``started_at``, seconds) or was written no earlier than the
+        thread's creation (session_meta ``timestamp``)."""
+        if not self.u_replay:
+            return
+        turn_ms, own_ms = R.uuid7_ms(p.get("turn_id")), self.u_own_ms
+        if turn_ms is not None and own_ms is not None:
+            own = turn_ms >= own_ms
+        else:
+            created = ms_of(self.created)
+            started = p.get("started_at")
+            if created is None:
+                own = False
+            elif isinstance(started, (int, float)) and not isinstance(started, bool):
+                own = started >= created // 1000
+            else:
+                at = ms_of(ts)
+                own = at is not None and at >= created
+        if own:
+            self.u_replay = False
+
+    def _request(self, info, ts: str | None) -> None:
+        """A ``token_count`` event: the request it reports, if it is a new one of this thread."""
+        if not isinstance(info, dict):
+            return
+        total = R.usage_fields(info.get("total_token_usage"))
+        last = R.usage_fields(info.get("last_token_usage"))
+        prev = self.u_last
+        if total is not None:
+            if total == prev:
+                return  # the count repeated: no new request
+            self.u_last = total
+        if self.u_replay:
+            return  # another thread's request, copied with its history
+        if last is None:  # (no per-request usage: the move of the total)
+            if total is None:
+                return
+            last = total if prev is None else tuple(max(a - b, 0) for a, b in zip(total, prev))
+        tokens, prompt = R.request_tokens(last)
+        at = ms_of(ts) if ts is not None else ms_of(self.last_ts)
+        if not any(tokens) or at is None:
+            return
+        key = self.u_facts.add(at, self.u_model or "", tokens, tier=tier_of(prompt))
+        if self.u_first is None:
+            self.u_first = (total, key, tokens)
+        self.u_version = next(_VERSIONS)
 
 
 def _later(ts: str | None, than: str | None) -> bool:

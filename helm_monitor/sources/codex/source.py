@@ -30,6 +30,8 @@ from helm_monitor.sources.jsonl import JsonlFollower
 from helm_monitor.sources.pages import Recent
 from helm_monitor.sources.proc import file_id, flock_holders
 from helm_monitor.sources.retry import Retries, is_dir as _is_dir, scandir
+from helm_monitor.usage import pricing
+from helm_monitor.usage.facts import UsageFacts
 
 log = logging.getLogger(__name__)
 NAME_MAX = 200
@@ -56,6 +58,8 @@ class CodexSource(Source):
         self._retries = Retries(self.monotonic, log)
         self._warn = WarnOnce(log)
         self._conversations: Recent[str, Conversation] = Recent(lambda tid: Conversation([]), CONVERSATIONS_KEPT)
+        # session id -> (what its facts were combined from, the facts): see usage()
+        self._usage: dict[str, tuple[tuple, UsageFacts]] = {}
         # Saved state (helm_monitor.sources.codex.state), used when its path is applied.
         self._restored: dict[str, RolloutFile] = {}  # plain path -> reader
         self._restored_index: tuple[JsonlFollower, dict[str, str]] | None = None
@@ -145,6 +149,25 @@ class CodexSource(Source):
 
     def _apply_rollout(self, plain: str, name_id: str) -> set[str]:
         old = self._files.get(plain) or self._restored.pop(plain, None)
+        before = _usage_mark(self._files.get(plain))
+        changed = self._apply_rollout_file(plain, name_id, old)
+        if _usage_mark(self._files.get(plain)) != before:
+            # a sub-agent's requests count in the session that spawned it (SPEC 10)
+            tid = self._file_thread.get(plain) or name_id
+            changed |= self._ancestors(tid)
+        return changed
+
+    def _ancestors(self, tid: str) -> set[str]:
+        """The listed sessions whose usage includes thread ``tid``'s (its root ancestor)."""
+        seen = {tid}
+        while tid in self._parent:
+            tid = self._parent[tid]
+            if tid in seen:
+                return set()  # a cycle of parents (edited files): no listed root
+            seen.add(tid)
+        return {tid} if len(seen) > 1 and tid in self._threads else set()
+
+    def _apply_rollout_file(self, plain: str, name_id: str, old: RolloutFile | None) -> set[str]:
         for candidate in (plain, plain + ".zst"):
             reader = old if old is not None and old.path == candidate else RolloutFile(candidate,
                                                                                          self._file_warner(candidate))
@@ -189,6 +212,7 @@ class CodexSource(Source):
         paths.discard(plain)
         if not paths:
             self._threads.pop(tid, None)
+            self._usage.pop(tid, None)
         return {tid} | self._relink(tid)
 
     def _forget_file(self, plain: str) -> set[str]:
@@ -196,7 +220,9 @@ class CodexSource(Source):
         if reader is not None:
             self._warn.clear_prefix(reader.path)
         tid = self._file_thread.pop(plain, None)
-        return set() if tid is None else self._unlink_file(plain, tid)
+        if tid is None:
+            return set()
+        return self._unlink_file(plain, tid) | self._ancestors(tid)
 
     def _relink(self, tid: str) -> set[str]:
         """Bring the parent link of ``tid`` up to date; returns the parents whose subagentCount changed."""
@@ -370,7 +396,43 @@ class CodexSource(Source):
         if tokens is not None:
             s["tokens"] = {"input": tokens[0], "output": tokens[1], "cacheRead": tokens[2], "cacheCreation": tokens[3]}
         s["status"], s["pid"] = self._status(session_id, _latest(files, "turn", "turn_ts") == "busy")
+        s["cost"] = pricing.session_cost(self.usage(session_id), self.name)
         return s
+
+    def usage(self, session_id: str) -> UsageFacts | None:
+        """The session's requests (SPEC 10): its thread's rollouts and its sub-agents' threads,
+        each request once. Combined again only when one of those files' facts changed."""
+        if session_id not in self._threads or session_id in self._parent:
+            self._usage.pop(session_id, None)
+            return None
+        threads = [session_id]
+        seen = {session_id}
+        for tid in threads:  # the threads it spawned, theirs, and so on
+            for child in sorted(self._children.get(tid, ())):
+                if child not in seen and child in self._threads:
+                    seen.add(child)
+                    threads.append(child)
+        chains = [self._ordered(tid) for tid in threads]
+        mark = tuple(_usage_mark(f) for files in chains for f in files)
+        cached = self._usage.get(session_id)
+        if cached is not None and cached[0] == mark:
+            return cached[1]
+        if len(chains) == 1 and len(chains[0]) == 1:
+            facts = chains[0][0].stats.u_facts
+        else:
+            facts = UsageFacts()
+            for files in chains:
+                prev = None
+                for f in files:
+                    facts.merge(f.stats.u_facts)
+                    first = f.stats.u_first
+                    if prev is not None and first is not None and first[0] is not None and first[0] == prev.u_last:
+                        # this file of the thread begins by repeating the last count of the one before
+                        (bucket, model, tier, speed), tokens = first[1], first[2]
+                        facts.add(bucket, model, tokens, tier=tier, speed=speed, sign=-1)
+                    prev = f.stats
+        self._usage[session_id] = (mark, facts)
+        return facts
 
     def conversation(self, session_id: str) -> Conversation | None:
         paths = [f.path for f in self._ordered(session_id)]
@@ -426,3 +488,7 @@ def _latest(files: list[RolloutFile], field: str, ts_field: str):
             best, best_key = value, key
     return best
 
+
+def _usage_mark(f: RolloutFile | None) -> tuple | None:
+    """Changes whenever the file's usage facts do (another reader, a reset, a new request)."""
+    return None if f is None else (f.path, f.stats.u_version)

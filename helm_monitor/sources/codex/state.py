@@ -17,14 +17,17 @@ from helm_monitor.sources.codex.layout import Kind, plain_of
 from helm_monitor.sources.codex.rollout import RolloutFile, Stats
 from helm_monitor.sources.jsonl import JsonlFollower
 from helm_monitor.sources.saved import count as _int, counts, entries, text as _str
+from helm_monitor.usage.facts import UsageFacts
 
 # Bumped whenever what a read derives from the same bytes changes (Stats' fields, prompt rules):
-# older states are read again.
-FORMAT = 1
+# older states are read again. 2: usage facts (SPEC 10); input less cache writes.
+FORMAT = 2
 _STR_FIELDS = ("meta_id", "cwd", "created", "version", "branch", "parent", "first_ts", "last_ts", "p_first",
-               "p_last", "l_first", "l_last", "model", "model_ts", "tokens_ts", "turn_ts")
+               "p_last", "l_first", "l_last", "model", "model_ts", "tokens_ts", "turn_ts", "u_model")
 _INT_FIELDS = ("p_users", "p_agents", "l_users", "l_agents", "lines")
-assert set(_STR_FIELDS + _INT_FIELDS + ("tokens", "turn")) == set(Stats.__slots__), "a Stats field is not saved"
+# u_version is not saved: a restored Stats gets a new one.
+_OTHER_FIELDS = ("tokens", "turn", "u_facts", "u_version", "u_last", "u_first", "u_replay", "u_own_ms")
+assert set(_STR_FIELDS + _INT_FIELDS + _OTHER_FIELDS) == set(Stats.__slots__), "a Stats field is not saved"
 
 
 def export_rollout(f: RolloutFile) -> dict | None:
@@ -41,6 +44,11 @@ def export_rollout(f: RolloutFile) -> dict | None:
         out["follower"] = f.follower.export()
     for name in _STR_FIELDS + _INT_FIELDS:
         out[name] = getattr(st, name)
+    first = st.u_first
+    out["usage"] = {"facts": st.u_facts.to_json(), "last": list(st.u_last) if st.u_last is not None else None,
+                    "first": None if first is None else
+                    [list(first[0]) if first[0] is not None else None, list(first[1]), list(first[2])],
+                    "replay": st.u_replay, "own": st.u_own_ms}
     return out
 
 
@@ -57,6 +65,7 @@ def restore_rollout(data: dict, warn) -> RolloutFile:
     if data["turn"] not in (None, "busy", "done"):
         raise ValueError("turn")
     st.turn = data["turn"]
+    _restore_usage(st, data["usage"])
     f.stats = st
     f.size = _int(data["size"])
     f.mtime = float(data["mtime"])
@@ -67,6 +76,25 @@ def restore_rollout(data: dict, warn) -> RolloutFile:
     else:
         f.follower = JsonlFollower.restore(f.path, data["follower"])
     return f
+
+
+def _restore_usage(st: Stats, data: dict) -> None:
+    st.u_facts = UsageFacts.from_json(data["facts"])
+    st.u_last = None if data["last"] is None else counts(data["last"], 6)
+    first = data["first"]
+    if first is not None:
+        if not isinstance(first, list) or len(first) != 3:
+            raise ValueError("usage first")
+        total = None if first[0] is None else counts(first[0], 6)
+        key = first[1]
+        if (not isinstance(key, list) or len(key) != 4 or not isinstance(key[1], str)
+                or not isinstance(key[3], str)):
+            raise ValueError("usage first key")
+        st.u_first = (total, (_int(key[0]), key[1], _int(key[2]), key[3]), counts(first[2], 5))
+    if not isinstance(data["replay"], bool):
+        raise ValueError("usage replay")
+    st.u_replay = data["replay"]
+    st.u_own_ms = None if data["own"] is None else _int(data["own"])
 
 
 def export_state(source, paths=None) -> dict | None:

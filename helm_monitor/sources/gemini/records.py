@@ -17,10 +17,12 @@ Nothing here checks more than types: an unexpected shape counts as absent.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 
 from helm_monitor.sources.redact import redact_head
 from helm_monitor.sources.text import as_int, collapse, masked_clip, str_or_none
+from helm_monitor.usage.facts import UsageFacts, ms_of, tier_of
 
 PROMPT_MAX = 200
 # Of a prompt, this much is kept (unmasked, in memory only) and masked when shown: masking every
@@ -34,6 +36,7 @@ IGNORED_PREFIXES = ("/", "?", "<session_context>", "<hook_context>")
 # Tool call states in which the turn is still going (packages/core/src/scheduler/types.ts).
 PENDING_TOOL_STATUSES = frozenset({"validating", "scheduled", "executing", "awaiting_approval"})
 NOTICE_TYPES = frozenset({"info", "error", "warning"})
+_VERSIONS = itertools.count(1)
 
 # Kinds of message.
 PROMPT = 0  # a user record with real text
@@ -76,12 +79,20 @@ def masked_summary(value) -> str | None:
 
 
 def tokens_of(value) -> tuple[int, int, int] | None:
-    """(input, output, cacheRead) of a gemini record's ``tokens``: input less cached, output plus thoughts."""
+    """(input, output, cacheRead) of a gemini record's ``tokens`` (the API's usageMetadata): input is
+    the prompt less its cached part, plus the tool-use prompt (``tool``: built-in tools' prompts,
+    outside ``input`` and billed as input); output is the reply plus thoughts (Google bills
+    thinking as output)."""
     if not isinstance(value, dict):
         return None
     cached = as_int(value.get("cached"))
-    return (max(as_int(value.get("input")) - cached, 0),
+    return (max(as_int(value.get("input")) - cached, 0) + as_int(value.get("tool")),
             as_int(value.get("output")) + as_int(value.get("thoughts")), cached)
+
+
+
+def _tokens5(tokens: tuple[int, int, int]) -> tuple[int, int, int, int, int]:
+    return (tokens[0], tokens[1], tokens[2], 0, 0)  # Gemini reports no cache writes
 
 
 class Facts:
@@ -120,7 +131,8 @@ class ChatState:
     """One chat file replayed: its metadata, and id -> :class:`Facts` in the CLI's order."""
 
     __slots__ = ("session_id", "project_hash", "start_time", "last_updated", "summary", "kind",
-                 "messages", "prompts", "replies", "tokens", "first_ts", "_derived", "metadata_lines", "usage")
+                 "messages", "prompts", "replies", "tokens", "first_ts", "_derived", "metadata_lines", "usage",
+                 "facts", "u_version")
 
     def __init__(self) -> None:
         self.session_id: str | None = None
@@ -135,8 +147,12 @@ class ChatState:
         self.tokens = [0, 0, 0]
         self.first_ts: str | None = None
         self.metadata_lines = 0
-        # reply id -> (tokens, model) of its latest copy that had usage, kept across checkpoints
+        # reply id -> (tokens, model, ms of its timestamp or None) of its latest copy that had usage,
+        # kept across checkpoints and rewinds (the tokens were spent)
         self.usage: dict[str, tuple] = {}
+        # The same as usage facts (SPEC 10): every reply once, at its latest usage, at its time.
+        self.facts = UsageFacts()
+        self.u_version = next(_VERSIONS)  # a new value whenever ``facts`` changes
         self._derived: tuple | None = None
 
     # ---------------------------------------------------------------- records
@@ -194,9 +210,25 @@ class ChatState:
         self.messages[mid] = facts  # an id written again keeps its place (as a JS Map does)
         self._count(facts, 1)
         if facts.kind == REPLY and facts.tokens is not None:
-            self.usage[mid] = (facts.tokens, facts.model)
+            self.set_usage(mid, facts.tokens, facts.model, ms_of(str_or_none(msg.get("timestamp"))))
         self._derived = None
         return facts.kind
+
+    def set_usage(self, mid: str, tokens: tuple, model: str | None, at: int | None) -> None:
+        """Reply ``mid`` used ``tokens`` (its latest copy with usage): what an earlier copy said is
+        taken back. A reply without any time is kept, not bucketed (at the file's latest time)."""
+        if at is None:
+            at = ms_of(self.last_updated)
+        new = (tokens, model, at)
+        old = self.usage.get(mid)
+        if old == new:
+            return
+        if old is not None and old[2] is not None:
+            self.facts.add(old[2], old[1] or "", _tokens5(old[0]), tier=tier_of(old[0][0] + old[0][2]), sign=-1)
+        self.usage[mid] = new
+        if at is not None:
+            self.facts.add(at, model or "", _tokens5(tokens), tier=tier_of(tokens[0] + tokens[2]))
+        self.u_version = next(_VERSIONS)
 
     def checkpoint(self, messages: list) -> None:
         """``$set.messages``: the list is replaced. A reply copy without ``tokens`` keeps the usage
@@ -214,6 +246,11 @@ class ChatState:
             if facts.kind == REPLY and facts.tokens is None and seen is not None:
                 facts.tokens = seen[0]
                 facts.model = facts.model or seen[1]
+            elif facts.kind == REPLY and facts.tokens is not None and (
+                    seen is None or (seen[0], seen[1]) != (facts.tokens, facts.model)):
+                # a copy that carries usage is the reply's latest (a legacy file's conversion holds
+                # its replies in a checkpoint only); the same usage again keeps its first time
+                self.set_usage(msg["id"], facts.tokens, facts.model, ms_of(str_or_none(msg.get("timestamp"))))
             prev = self.messages.get(msg["id"])
             if prev is not None:
                 self._count(prev, -1)
@@ -253,6 +290,14 @@ class ChatState:
             self.last_updated = ts
 
     # ---------------------------------------------------------------- derived
+    def rebuild_facts(self) -> None:
+        """``facts`` from ``usage`` (a restored state)."""
+        self.facts = UsageFacts()
+        for tokens, model, at in self.usage.values():
+            if at is not None:
+                self.facts.add(at, model or "", _tokens5(tokens), tier=tier_of(tokens[0] + tokens[2]))
+        self.u_version = next(_VERSIONS)
+
     @property
     def has_content(self) -> bool:
         return self.prompts + self.replies > 0

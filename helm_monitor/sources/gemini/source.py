@@ -39,6 +39,8 @@ from helm_monitor.sources.gemini.chatfile import LEGACY_MAX_BYTES, ChatFile
 from helm_monitor.sources.gemini.conversation import ChatConversation
 from helm_monitor.sources.gemini.liveness import LivenessMixin
 from helm_monitor.sources.gemini.projects import ProjectsMixin
+from helm_monitor.usage import pricing
+from helm_monitor.usage.facts import UsageFacts, tier_of
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
         self._path_sid: dict[str, str] = {}  # read by session_for_path from the watcher's thread
         self._primary: dict[str, str] = {}  # session id -> path of its main file (read by request threads)
         self._subagents: dict[str, set[str]] = {}  # parent session id -> sub-agent chat paths
+        self._sub_files: dict[str, ChatFile] = {}  # sub-agent chat path -> its reader (for its usage)
+        self._usage: dict[str, tuple[tuple, UsageFacts]] = {}  # session id -> (combined from, facts)
         self._slug_roots: dict[str, str | None] = {}  # slug -> .project_root contents (None: none)
         self._registry: dict[str, str] = {}  # slug -> project path, from projects.json
         self._hashes: dict[str, str] = {}  # sha256 of a project path -> the path (pre-0.29 hash folders)
@@ -86,6 +90,7 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
         self._conversations = Recent(ChatConversation, 8)
         # Chat files of a saved state (helm_monitor.sources.gemini.state), used when their path is applied.
         self._restored: dict[str, ChatFile] = {}
+        self._restored_subs: dict[str, ChatFile] = {}
 
     # ---------------------------------------------------------------- layout
     def watches(self) -> list[Watch]:
@@ -269,6 +274,7 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
         """After a change of one of the session's files: its main file and whether it awaits a reply."""
         main = self._main(sid)
         if main is None:
+            self._usage.pop(sid, None)
             self._primary.pop(sid, None)
             self._awaiting.discard(sid)
             self._reported.pop(sid, None)
@@ -297,13 +303,43 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
             exists = os.path.isfile(path) and not os.path.islink(path)
         except OSError:
             exists = before
+        used = self._read_subagent(path, exists)
         if exists:
             paths.add(path)
         else:
             paths.discard(path)
         if not paths:
             del self._subagents[parent]
-        return {parent} if exists != before and parent in self._by_id else set()
+        return {parent} if (exists != before or used) and parent in self._by_id else set()
+
+    def _read_subagent(self, path: str, exists: bool) -> bool:
+        """Read a sub-agent's chat for its usage (its requests count in the parent's, SPEC 10).
+        Returns whether its usage facts changed."""
+        f = self._sub_files.get(path)
+        mark = None if f is None else f.state.u_version
+        if exists:
+            if f is None:
+                f = self._restored_subs.pop(path, None) or ChatFile(path, self._classify(path, False)[1][1],
+                                                                    self._warn, self.legacy_max_bytes)
+            try:
+                f.update()
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    if exc.errno in PASSING_ERRNOS:
+                        self._later(path, False, exc)
+                    else:
+                        self._warn.warn((path, "read"), "cannot read %s: %s; its usage is not counted", path,
+                                        exc.strerror or exc)
+                    return False  # what was known stays
+                exists = False
+            else:
+                self._warn.clear((path, "read"))
+                self._sub_files[path] = f
+        if not exists:
+            f = self._sub_files.pop(path, None)
+            self._warn.clear_prefix(path)
+            return f is not None and bool(f.state.facts)
+        return f.state.u_version != mark
 
     def _slug_index(self) -> dict[str, set[str]]:
         if self._slug_sids is None:
@@ -361,8 +397,43 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
             "status": status,
             "subagentCount": len(self._subagents.get(session_id, ())),
             "sizeBytes": sum(f.size for f in files),
+            "cost": pricing.session_cost(self.usage(session_id), self.name),
         })
         return s
+
+    def usage(self, session_id: str) -> UsageFacts | None:
+        """The session's usage (SPEC 10): the replies of its chat files (a reply found in two files
+        of the session, as a resume or a legacy file's conversion copies them, counts once) and of
+        its sub-agents' chats. Combined again only when one of those files' facts changed."""
+        paths = self._by_id.get(session_id)
+        if not paths:
+            self._usage.pop(session_id, None)
+            return None
+        # the file with the most replies first: the others' replies it holds are not added again
+        files = sorted((self._files[p] for p in paths), key=lambda f: (-len(f.state.usage), f.path))
+        subs = [self._sub_files[p] for p in sorted(self._subagents.get(session_id, ())) if p in self._sub_files]
+        if len(files) == 1 and not subs:
+            return files[0].state.facts
+        mark = tuple((f.path, f.state.u_version) for f in files + subs)
+        cached = self._usage.get(session_id)
+        if cached is not None and cached[0] == mark:
+            return cached[1]
+        facts = UsageFacts()
+        seen: dict[str, tuple] = {}
+        for f in files:
+            facts.merge(f.state.facts)
+            for mid, used in f.state.usage.items():
+                if mid in seen:
+                    tokens, model, at = used
+                    if at is not None:  # counted with the file that holds it already
+                        facts.add(at, model or "", (tokens[0], tokens[1], tokens[2], 0, 0),
+                                  tier=tier_of(tokens[0] + tokens[2]), sign=-1)
+                else:
+                    seen[mid] = used
+        for f in subs:
+            facts.merge(f.state.facts)
+        self._usage[session_id] = (mark, facts)
+        return facts
 
     def conversation(self, session_id: str):
         path = self._primary.get(session_id)
@@ -376,7 +447,10 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
     def scan_cost(self, path: str, size: int) -> int:
         """Chat files are what costs; one read before (restored, or known) is left to this process."""
         path = os.path.normpath(path)
-        if self._classify(path, False)[0] != CHAT:
+        kind = self._classify(path, False)[0]
+        if kind == SUB:
+            return 0 if path in self._sub_files or path in self._restored_subs else size
+        if kind != CHAT:
             return 0
         return 0 if path in self._files or path in self._restored else size
 
@@ -389,13 +463,22 @@ class GeminiSource(ProjectsMixin, LivenessMixin, Source):
         kind, parts = self._classify(path, False)
         return kind == CHAT and path == os.path.normpath(path) and parts[1] == slug
 
+    def is_subagent_chat_of(self, path: str, slug: str) -> bool:
+        """``path`` is a sub-agent's chat file of this root, in project folder ``slug``."""
+        kind, parts = self._classify(path, False)
+        return kind == SUB and path == os.path.normpath(path) and parts[1] == slug
+
     def offer_restored(self, path: str, f: ChatFile) -> None:
         self._restored[path] = f
 
+    def offer_restored_sub(self, path: str, f: ChatFile) -> None:
+        self._restored_subs[path] = f
+
     def drop_restored(self) -> None:
         self._restored.clear()
+        self._restored_subs.clear()
 
     @property
     def bytes_read(self) -> int:
-        """Bytes read from chat files so far (tests check what a change costs)."""
-        return sum(f.bytes_read for f in self._files.values())
+        """Bytes read from chat files (sub-agents' too) so far (tests check what a change costs)."""
+        return sum(f.bytes_read for f in self._files.values()) + sum(f.bytes_read for f in self._sub_files.values())

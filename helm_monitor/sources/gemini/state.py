@@ -23,8 +23,9 @@ from helm_monitor.sources.jsonl import JsonlFollower
 from helm_monitor.sources.saved import count as _int, counts, entries, text as _str
 
 # Bumped whenever what a read derives from the same bytes changes (Facts, replay rules, prompt
-# masking): older states are read again.
-FORMAT = 1
+# masking): older states are read again. 2: usage facts (SPEC 10, each reply's time kept; built
+# again from it on restore), tool-use prompt tokens as input, sub-agents' chats.
+FORMAT = 2
 _STR_FIELDS = ("session_id", "project_hash", "start_time", "last_updated", "summary", "kind", "first_ts")
 
 
@@ -43,7 +44,7 @@ def export_chat(f: ChatFile) -> dict | None:
     state["messages"] = [[mid, x.kind, prompt_text(x.prompt) if x.prompt is not None else None,
                           list(x.tokens) if x.tokens is not None else None, x.model, x.pending]
                          for mid, x in st.messages.items()]
-    state["usage"] = [[mid, list(tokens), model] for mid, (tokens, model) in st.usage.items()]
+    state["usage"] = [[mid, list(tokens), model, at] for mid, (tokens, model, at) in st.usage.items()]
     return {"slug": f.slug, "lines": f.lines, "size": f.size, "mtime": f.mtime, "ctime": f.ctime,
             "state": state, **where}
 
@@ -79,10 +80,11 @@ def _restore_state(data: dict) -> ChatState:
     for facts in messages.values():
         st._count(facts, 1)  # the totals, from the messages themselves
     st.messages = messages
-    for mid, tokens, model in data["usage"]:
+    for mid, tokens, model, at in data["usage"]:
         if not isinstance(mid, str):
             raise ValueError("usage")
-        st.usage[mid] = (_tokens(tokens) or (0, 0, 0), _str(model))
+        st.usage[mid] = (_tokens(tokens) or (0, 0, 0), _str(model), None if at is None else _int(at))
+    st.rebuild_facts()  # the usage facts, from the replies' own usage
     return st
 
 
@@ -92,30 +94,36 @@ def _tokens(value) -> tuple[int, int, int] | None:
 
 def export_state(source, paths=None) -> dict | None:
     """None while nothing was read: no cache file for an agent that is not used here (a stale one
-    left behind names only files that are gone, which a restore drops). With ``paths``: only those."""
-    chats = {}
-    if paths is None:
-        chosen = source._files.items()
-    else:
-        chosen = [(p, source._files[p]) for p in map(os.path.normpath, paths) if p in source._files]
-    for path, f in chosen:
-        data = export_chat(f)
-        if data is not None:
-            chats[path] = data
-    if not chats:
+    left behind names only files that are gone, which a restore drops). With ``paths``: only those.
+    Sub-agents' chats (read for their usage) are saved beside the sessions' ("subs")."""
+    out = {}
+    for key, files in (("chats", source._files), ("subs", source._sub_files)):
+        if paths is None:
+            chosen = files.items()
+        else:
+            chosen = [(p, files[p]) for p in map(os.path.normpath, paths) if p in files]
+        saved = {}
+        for path, f in chosen:
+            data = export_chat(f)
+            if data is not None:
+                saved[path] = data
+        out[key] = saved
+    if not out["chats"] and not out["subs"]:
         return None
-    return {"format": FORMAT, "root": source.root, "chats": chats}
+    return {"format": FORMAT, "root": source.root, **out}
 
 
 def restore_state(source, state) -> int:
     """Offer saved chat files to a fresh ``source``. Returns how many entries are usable."""
     restored = 0
-    for path, data in entries(state, FORMAT, source.root, "chats").items():
-        try:
-            if not source.is_chat_of(path, data["slug"]):
-                continue  # not a chat file of this root (edited, or another layout)
-            source.offer_restored(path, restore_chat(path, data, source._warn, source.legacy_max_bytes))
-        except (ValueError, TypeError, KeyError):
-            continue
-        restored += 1
+    for key, is_ours, offer in (("chats", source.is_chat_of, source.offer_restored),
+                                ("subs", source.is_subagent_chat_of, source.offer_restored_sub)):
+        for path, data in entries(state, FORMAT, source.root, key).items():
+            try:
+                if not is_ours(path, data["slug"]):
+                    continue  # not a chat file of this root (edited, or another layout)
+                offer(path, restore_chat(path, data, source._warn, source.legacy_max_bytes))
+            except (ValueError, TypeError, KeyError):
+                continue
+            restored += 1
     return restored

@@ -87,6 +87,15 @@ class Message(NamedTuple):
     cost: float | None
     model: str | None
     size: int  # bytes of data
+    provider: str | None = None  # assistant: providerID
+    at: int = 0  # assistant: when its reply ended (time.completed), else began (ms epoch)
+
+    @property
+    def usage_model(self) -> str:
+        """The model as usage names it: ``providerID/modelID`` (pricing reads the provider from it)."""
+        if self.provider and self.model:
+            return f"{self.provider}/{self.model}"
+        return self.model or ""
 
 
 class Part(NamedTuple):
@@ -105,9 +114,10 @@ def message_of(mid: str, created, updated, data) -> Message:
     role = obj.get("role") if isinstance(obj.get("role"), str) else None
     t = obj.get("time") if isinstance(obj.get("time"), dict) else {}
     if role == "assistant":
+        at = as_int(t.get("completed")) or as_int(t.get("created")) or as_int(created)
         return Message(mid, as_int(created), as_int(updated), role, t.get("completed") is not None,
                        obj.get("error") is not None, tokens_of(obj.get("tokens")), as_float(obj.get("cost")),
-                       str_or_none(obj.get("modelID")), size)
+                       str_or_none(obj.get("modelID")), size, str_or_none(obj.get("providerID")), at)
     return Message(mid, as_int(created), as_int(updated), role, False, False, (0, 0, 0, 0), None, None, size)
 
 

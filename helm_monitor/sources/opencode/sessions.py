@@ -8,6 +8,7 @@ out from them on demand and cached until the next change.
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import orjson
@@ -16,6 +17,8 @@ from helm_monitor.sources.base import UNTITLED, base_session
 from helm_monitor.sources.opencode import records as R
 from helm_monitor.sources.redact import redact_head
 from helm_monitor.sources.text import iso_from_ms
+from helm_monitor.usage import pricing
+from helm_monitor.usage.facts import UsageFacts, bucket_of, tier_of
 
 SOURCE = "opencode"
 
@@ -67,8 +70,26 @@ def _is_run_session(row: SessionRow) -> bool:
         isinstance(r, dict) and r.get("permission") == "question" and r.get("action") == "deny" for r in rules)
 
 
+_VERSIONS = itertools.count(1)
+# A ledger entry taken back to less than this is gone (what float sums leave of a cancelled amount).
+_LEDGER_EPSILON = 1e-12
+
+
 class SessionRows:
-    __slots__ = ("row", "messages", "parts", "bad", "bad_parts", "cursor", "_summary")
+    """The rows of one session, and its usage (SPEC 10) kept up to date as messages come and change.
+
+    Usage: each assistant message once, at its latest tokens (a message row rewritten replaces
+    what it said before), at the time its reply ended, as ``providerID/modelID``; uncached input
+    is OpenCode's ``tokens.input`` (it keeps cache reads and writes apart), output is output plus
+    reasoning, the cache write is the 5-minute kind. Its stored ``cost`` is OpenCode's ledger for
+    that message, with one exception: OpenCode stores ``0`` both for a free model and for one it
+    has no price for (a custom or local provider, a model models.dev lacks), so a ``0`` beside
+    tokens is no price at all and is not a ledger entry (those tokens go to list prices, else
+    unpriced; SPEC 10: never 0 for a model nobody priced). A ``0`` without tokens is nothing.
+    """
+
+    __slots__ = ("row", "messages", "parts", "bad", "bad_parts", "cursor", "_summary", "usage", "_usage_of",
+                 "u_version")
 
     def __init__(self, row: SessionRow):
         self.row = row
@@ -78,17 +99,73 @@ class SessionRows:
         self.bad_parts: set[str] = set()
         self.cursor = 0  # the latest time_updated of its message and part rows (ms)
         self._summary: dict | None = None
+        self.usage = UsageFacts()  # of its own messages (its sub-agents' are theirs)
+        # message id -> (facts row key or None, its tokens, ledger key or None, its dollars)
+        self._usage_of: dict[str, tuple] = {}
+        self.u_version = next(_VERSIONS)  # a new value whenever ``usage`` changes
 
     def changed(self) -> None:
         self._summary = None
 
     def put_message(self, m: R.Message) -> bool:
-        if self.messages.get(m.id) == m:
+        old = self.messages.get(m.id)
+        if old == m:
             return False
+        if old is not None:
+            self._take_usage(m.id)
         self.messages[m.id] = m
+        self._add_usage(m)
         self.cursor = max(self.cursor, m.updated)
         self._summary = None
         return True
+
+    def drop_message(self, mid: str) -> bool:
+        """A message row that can no longer be read: what it said goes."""
+        if self.messages.pop(mid, None) is None:
+            return False
+        self._take_usage(mid)
+        self._summary = None
+        return True
+
+    def reset_rows(self) -> None:
+        """Before its message and part rows are read again from scratch."""
+        self.messages, self.parts, self.bad, self.bad_parts, self.cursor = {}, {}, set(), set(), 0
+        if self._usage_of or self.usage:
+            self.usage, self._usage_of = UsageFacts(), {}
+            self.u_version = next(_VERSIONS)
+        self._summary = None
+
+    def _add_usage(self, m: R.Message) -> None:
+        if m.role != "assistant":
+            return
+        t = m.tokens
+        tokens = (t[0], t[1], t[2], t[3], 0)
+        model = m.usage_model
+        key = lkey = None
+        usd = 0.0
+        if any(tokens):
+            key = self.usage.add(m.at, model, tokens, tier=tier_of(t[0] + t[2] + t[3]))
+        if m.cost is not None and m.cost > 0:
+            self.usage.add_ledger(m.at, model, m.cost)
+            lkey, usd = (bucket_of(m.at), model), m.cost
+        if key is not None or lkey is not None:
+            self._usage_of[m.id] = (key, tokens, lkey, usd)
+            self.u_version = next(_VERSIONS)
+
+    def _take_usage(self, mid: str) -> None:
+        entry = self._usage_of.pop(mid, None)
+        if entry is None:
+            return
+        key, tokens, lkey, usd = entry
+        if key is not None:
+            self.usage.add(key[0], key[1], tokens, tier=key[2], speed=key[3], sign=-1)
+        if lkey is not None:
+            left = self.usage.ledger.get(lkey, 0.0) - usd
+            if abs(left) < _LEDGER_EPSILON:
+                self.usage.ledger.pop(lkey, None)
+            else:
+                self.usage.ledger[lkey] = left
+        self.u_version = next(_VERSIONS)
 
     def put_part(self, p: R.Part) -> bool:
         if self.parts.get(p.id) == p:
@@ -147,7 +224,7 @@ class SessionRows:
     def in_turn(self) -> bool:
         return self.summary()["in_turn"]
 
-    def build(self, status: str, subagents: int) -> dict:
+    def build(self, status: str, subagents: int, usage: UsageFacts | None = None) -> dict:
         row, s = self.row, self.summary()
         out = base_session(SOURCE, row.id)
         if row.title and not R.is_placeholder_title(row.title):
@@ -163,7 +240,6 @@ class SessionRows:
         else:  # before the session_usage migration (or never totalled): the messages' own
             t = s["tokens"]
             tokens = {"input": t[0], "output": t[1], "cacheRead": t[2], "cacheCreation": t[3]}
-        usd = row.cost if row.cost is not None and (row.cost > 0 or s["cost"] is None) else s["cost"]
         model = s["model"]
         if model is None and row.model:
             try:
@@ -185,6 +261,8 @@ class SessionRows:
             "subagentCount": subagents,
             "sizeBytes": s["size"],
             "version": row.version or None,
-            "cost": {"usd": usd, "basis": "ledger"} if usd is not None else {"usd": None, "basis": "unpriced"},
+            # its own messages' and its sub-agents' (the caller's ``usage``): OpenCode's ledger,
+            # else list prices, else unpriced
+            "cost": pricing.session_cost(self.usage if usage is None else usage, SOURCE),
         })
         return out

@@ -41,6 +41,7 @@ from helm_monitor.sources.opencode.conversation import OpenCodeConversation
 from helm_monitor.sources.opencode.sessions import SessionRows, session_row
 from helm_monitor.sources.proc import agent_processes, program_is
 from helm_monitor.sources.retry import backoff
+from helm_monitor.usage.facts import UsageFacts
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class OpenCodeSource(Source):
         self._proc_dirs: frozenset[str] = frozenset()
         self._proc_at: float | None = None
         self._status: dict[str, str] = {}
+        self._usage: dict[str, tuple[tuple, UsageFacts]] = {}  # root id -> (what it was combined from, facts)
         self.rows_read = 0  # rows fetched from SQLite (tests check costs)
         self.looks = 0  # reads of the database that ran
         # (inode, size, mtime) of the database and its WAL at the last look that read them all.
@@ -224,7 +226,8 @@ class OpenCodeSource(Source):
     def _load_all(self, conn: sqlite3.Connection, schema: D.Schema) -> set[str]:
         before = self.session_ids()
         old = self._sessions
-        self._sessions, self._children = {}, {}
+        old_usage = {sid: self.usage(sid) for sid in before}
+        self._sessions, self._children, self._usage = {}, {}, {}
         for r in self._fetch(conn, schema.session_select()):
             sess = SessionRows(session_row(r))
             self._sessions[sess.row.id] = sess
@@ -235,7 +238,8 @@ class OpenCodeSource(Source):
         self._event_cursor = self._top_event(conn, schema)
         changed = before ^ self.session_ids()
         for sid in self.session_ids() & before:
-            if old[sid].row != self._sessions[sid].row or old[sid].summary() != self._sessions[sid].summary():
+            if old[sid].row != self._sessions[sid].row or old[sid].summary() != self._sessions[sid].summary() \
+                    or old_usage[sid] != self.usage(sid):
                 changed.add(sid)
         return changed
 
@@ -258,7 +262,7 @@ class OpenCodeSource(Source):
             except R.BadRow as exc:
                 self._warn.warn(("row", "message", mid), "skipping message %s of session %s: %s", mid,
                                 owner.row.id, exc)
-                changed |= owner.messages.pop(mid, None) is not None
+                changed |= owner.drop_message(mid)
                 owner.bad.add(mid)
                 continue
             owner.bad.discard(mid)
@@ -335,7 +339,8 @@ class OpenCodeSource(Source):
             sess = self._sessions[sid] = SessionRows(row)
             self._link(sess)
             self._read_rows(conn, sess, None)
-            return self._affected(sess, linked=True)
+            return self._affected(sess, linked=True, usage=True)
+        version = sess.u_version
         changed = linked = False
         if sess.row != row:
             if sess.row.parent_id != row.parent_id:
@@ -352,18 +357,35 @@ class OpenCodeSource(Source):
             (sid, sid)).fetchone()
         if (n_messages, n_parts) != (len(sess.messages) + len(sess.bad), len(sess.parts) + len(sess.bad_parts)):
             # rows were deleted (a revert, a compaction): read this session's rows again
-            sess.messages, sess.parts, sess.bad, sess.bad_parts, sess.cursor = {}, {}, set(), set(), 0
+            sess.reset_rows()
             self._read_rows(conn, sess, None)
             sess.changed()
             changed = True
-        return self._affected(sess, linked) if changed or linked else set()
+        return self._affected(sess, linked, sess.u_version != version) if changed or linked else set()
 
-    def _affected(self, sess: SessionRows, linked: bool) -> set[str]:
-        """The listed ids a change to ``sess`` shows in: itself, or its parent's sub-agent count."""
+    def _affected(self, sess: SessionRows, linked: bool, usage: bool = False) -> set[str]:
+        """The listed ids a change to ``sess`` shows in: itself, or its parent's sub-agent count,
+        or (its usage changed) the cost of the session it is part of."""
         parent = sess.row.parent_id
         if not parent:
             return {sess.row.id}
-        return {parent} if linked and parent in self._sessions and not self._sessions[parent].row.parent_id else set()
+        out = {parent} if linked and parent in self._sessions and not self._sessions[parent].row.parent_id else set()
+        if usage:
+            out |= self._root_of(parent)
+        return out
+
+    def _root_of(self, sid: str) -> set[str]:
+        """The listed session that ``sid`` is part of (itself, or the root of its parents)."""
+        seen = set()
+        while sid not in seen:
+            seen.add(sid)
+            sess = self._sessions.get(sid)
+            if sess is None:
+                return set()
+            if not sess.row.parent_id:
+                return {sid}
+            sid = sess.row.parent_id
+        return set()  # a cycle of parents: no listed root
 
     def _link(self, sess: SessionRows) -> None:
         if sess.row.parent_id:
@@ -382,11 +404,12 @@ class OpenCodeSource(Source):
             return set()
         self._unlink(sess)
         self._status.pop(sid, None)
-        return self._affected(sess, linked=True)
+        self._usage.pop(sid, None)
+        return self._affected(sess, linked=True, usage=bool(sess.usage))
 
     def _forget_all(self) -> set[str]:
         gone = self.session_ids()
-        self._sessions, self._children, self._status = {}, {}, {}
+        self._sessions, self._children, self._status, self._usage = {}, {}, {}, {}
         self._file_id, self._loaded, self._event_cursor = None, False, 0
         self._ts_cursor = {"session": 0, "message": 0, "part": 0}
         self._retry_due, self._retry_tries = None, 0
@@ -435,7 +458,31 @@ class OpenCodeSource(Source):
         if sess is None or sess.row.parent_id:
             return None
         status = self._status[session_id] = self._status_of(sess)
-        return sess.build(status, len(self._children.get(session_id, ())))
+        return sess.build(status, len(self._children.get(session_id, ())), self.usage(session_id))
+
+    def usage(self, session_id: str) -> UsageFacts | None:
+        """The session's usage (SPEC 10): its messages' and its sub-agent sessions' (theirs too, and
+        so on). Combined again only when one of them changed."""
+        sess = self._sessions.get(session_id)
+        if sess is None or sess.row.parent_id:
+            self._usage.pop(session_id, None)
+            return None
+        tree = [sess]
+        seen = {session_id}
+        for s in tree:
+            for child in sorted(self._children.get(s.row.id, ())):
+                if child not in seen and child in self._sessions:
+                    seen.add(child)
+                    tree.append(self._sessions[child])
+        if len(tree) == 1:
+            return sess.usage
+        mark = tuple((s.row.id, s.u_version) for s in tree)
+        cached = self._usage.get(session_id)
+        if cached is not None and cached[0] == mark:
+            return cached[1]
+        facts = UsageFacts.combined(s.usage for s in tree)
+        self._usage[session_id] = (mark, facts)
+        return facts
 
     def conversation(self, session_id: str) -> OpenCodeConversation | None:
         sess = self._sessions.get(session_id)
