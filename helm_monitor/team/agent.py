@@ -1,9 +1,10 @@
 """``helm-monitor agent``: this host's dashboard as always, plus a publisher to the team's engine.
 
 The app factory builds the usual :class:`~helm_monitor.live.service.LiveService` and calls
-:func:`attach`: the publisher follows the service's store (it never reaches back into it) and
-starts and stops with the service. Everything the publisher needs of the service is handed to
-it here, so that :mod:`helm_monitor.team.publisher` knows nothing of files or sources.
+:func:`attach`: the publisher follows the service's store and its usage index (SPEC 10: the
+cells are published as this host priced them; it never reaches back into either) and starts
+and stops with the service. Everything the publisher needs of the service is handed to it
+here, so that :mod:`helm_monitor.team.publisher` knows nothing of files or sources.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ def attach(svc, config) -> Publisher:
     """Make the service's store publish to ``config.redis_url`` as host ``config.host_name``."""
     if svc.host != config.host_name:
         raise ValueError(f"the service stamps its sessions {svc.host!r}, but this host is {config.host_name!r}")
+    usage = getattr(svc, "usage", None)  # the service's UsageIndex: its cells, priced here, are published
     publisher = Publisher(svc.store, url=config.redis_url, ca_file=config.redis_ca_file, host=config.host_name,
                           heartbeat_s=config.team_heartbeat_s, wait_ready=svc.wait_ready,
-                          read_tail=lambda key, count: read_tail(svc, key, count))
+                          read_tail=lambda key, count: read_tail(svc, key, count), usage=usage)
     svc.store.add_listener(publisher.on_change)
+    if usage is not None:
+        usage.add_listener(publisher.on_usage)
     svc.attached.append(publisher)
     return publisher
 

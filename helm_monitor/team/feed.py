@@ -7,13 +7,15 @@ are cooperative):
 1. Hosts are found by ``SCAN MATCH hm:h:*:ev TYPE stream``, again every ``DISCOVER_EVERY_S``.
 2. The epoch is ``HSETNX hm:meta epoch``, then ``HGET``: every worker agrees on it.
 3. Each host's state and position are read atomically (``MULTI; XREVRANGE ev + - COUNT 1;
-   HGETALL s; EXEC``) and become the store's state (a ``refresh`` at the newest position).
+   HGETALL s; HGETALL u; EXEC``) and become the store's state (a ``refresh`` at the newest
+   position) and the usage index's (team/usage.py: what each host priced, never priced again).
 4. The broadcasters' rings are preloaded with the last ``window_s`` of every stream, so a
    worker seconds old can resume a browser that another worker served. Its floor is raised
    wherever that history is incomplete: a stream trimmed or with entries deleted inside the
    window, or a ``resync`` (whose effect lives in the hash, not in the stream).
 5. Then ``XREAD COUNT 500 BLOCK`` over every host's stream, each reply sorted by (id, host)
-   and applied to the store as one batch at the position of its newest entry.
+   and applied to the store as one batch at the position of its newest entry; the usage an
+   entry carries goes to the usage index with it.
 
 What a host writes is checked before it is used: a refused entry is skipped and counted
 (team/hosts.py) and never stops the feed or touches another host's sessions. An entry id
@@ -42,6 +44,7 @@ import redis
 
 from helm_monitor.team import client, keys
 from helm_monitor.team.hosts import HIDDEN, ONLINE, Hosts, Refused, decode_entry, stamp, stamped
+from helm_monitor.team.usage import HostUsage, UsageMirror, decode_day, decode_entry_usage, valid_usage
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,19 @@ Position = tuple[int, int]
 
 
 class Feed:
-    """Follows the engine into ``store``; ``out`` is told what concerns its broadcasters
-    (``reset(epoch)``, ``preload(events, floor)``, ``status_changed(kind)``)."""
+    """Follows the engine into ``store`` (and ``usage``, a UsageIndex, if given); ``out`` is told
+    what concerns its broadcasters (``reset(epoch)``, ``preload(events, floor)``, ``status_changed(kind)``)."""
 
     def __init__(self, store, out, *, url: str, ca_file: str | None = None, offline_s: float,
                  hide_after_s: float = keys.HIDE_AFTER_S, block_ms: int | None = None,
-                 window_s: float = keys.RING_WINDOW_S, ring_max: int = keys.RING_MAX, name: str = "helm-web"):
+                 window_s: float = keys.RING_WINDOW_S, ring_max: int = keys.RING_MAX, name: str = "helm-web",
+                 usage=None):
         self.store, self.out = store, out
+        # The usage index follows the store: a listed session has the cells its host published.
+        self.mirror = UsageMirror(usage) if usage is not None else None
+        if self.mirror is not None:
+            self.mirror.store = store
+            store.add_listener(self.mirror.store_listener)
         self.url, self.ca_file, self.name = url, ca_file, name
         # A silent host must be noticed within a fraction of the offline time, even when every
         # stream is idle and the read would block for BLOCK_MS.
@@ -216,13 +225,17 @@ class Feed:
         with self._lock:
             self.hosts.clear()
             merged: dict[str, dict] = {}
+            usage: list[HostUsage] = []
             newest = (0, 0)
-            for name, (pos, last_ms, sessions) in snap.items():
+            for name, (pos, last_ms, sessions, cells) in snap.items():
                 host = self.hosts.add(name, last_ms, now)
                 if last_ms is not None:
                     newest = max(newest, pos)
                 if host.state != HIDDEN:
                     merged.update(stamped(sessions, stale=not host.online))
+                    usage.append(cells)
+            if self.mirror is not None:
+                self.mirror.replace(usage)  # (the store's refresh below hands it to the index)
             if epoch != self.epoch:
                 if self.epoch is not None:
                     self.counters["epochs"] += 1
@@ -230,7 +243,7 @@ class Feed:
                 self.position = (0, 0)
             self.epoch = epoch
             self.position = max(self.position, newest)
-            self._cursor = {name: pos for name, (pos, _, _) in snap.items()}
+            self._cursor = {name: pos for name, (pos, *_) in snap.items()}
             count = self.store.replace_all(merged, position=self.position)
             events, floor = self._history(snap, now)
             self.out.preload(events, floor)
@@ -249,8 +262,9 @@ class Feed:
                 names.append(name)
         return sorted(set(names))
 
-    def _read_hosts(self, names) -> dict[str, tuple[Position, int | None, dict[str, dict]]]:
-        """Per host: (position, ms of its newest entry that counts, its valid sessions), atomically."""
+    def _read_hosts(self, names) -> dict[str, tuple[Position, int | None, dict[str, dict], HostUsage]]:
+        """Per host: (position, ms of its newest entry that counts, its valid sessions, its valid
+        usage), atomically."""
         out = {}
         names = list(names)
         for i in range(0, len(names), SNAPSHOT_HOSTS_PER_TX):
@@ -259,23 +273,30 @@ class Feed:
             for name in chunk:
                 pipe.xrevrange(keys.stream_key(name), "+", "-", count=1)
                 pipe.hgetall(keys.snapshot_key(name))
+                pipe.hgetall(keys.usage_key(name))
             replies = pipe.execute(raise_on_error=False)
             for j, name in enumerate(chunk):
-                last, state = replies[2 * j], replies[2 * j + 1]
+                last, state, usage = replies[3 * j], replies[3 * j + 1], replies[3 * j + 2]
                 if isinstance(last, Exception):
                     self.hosts.ignore(name, "unreadable-stream", str(last))
                     continue
                 pos = keys.parse_id(last[0][0]) if last else (0, 0)
                 last_ms = pos[0] if last and not self._future(pos) else None
-                out[name] = (pos, last_ms, self.hosts.valid_state(name, state))
+                out[name] = (pos, last_ms, self.hosts.valid_state(name, state), self._valid_usage(name, usage))
+                time.sleep(0)  # under gevent: the streams run between hosts (checking cells is ~1 us each)
         return out
+
+    def _valid_usage(self, name: str, usage) -> HostUsage:
+        if self.mirror is None:
+            return HostUsage()
+        return valid_usage(self.hosts, name, usage, known=self.mirror)
 
     def _history(self, snap, now: int) -> tuple[list, Position]:
         """The last window of every host's stream up to its snapshot position, and the floor
         from which that history is complete."""
         start = (max(now - self.window_ms, 0), 0)
         floor = start
-        names = [n for n, (pos, _, _) in snap.items() if pos != (0, 0) and self.hosts.get(n).state != HIDDEN]
+        names = [n for n, (pos, *_) in snap.items() if pos != (0, 0) and self.hosts.get(n).state != HIDDEN]
         pipe = self.r.pipeline(transaction=True)  # each stream's info and entries agree
         for name in names:
             pipe.xinfo_stream(keys.stream_key(name))
@@ -387,12 +408,14 @@ class Feed:
                 self._cursor.pop(name, None)
                 self.hosts.remove(name)
                 self._publish(dict.fromkeys(self._keys_of(name)), self.position)
-            for name, (pos, last_ms, sessions) in snap.items():
+            for name, (pos, last_ms, sessions, cells) in snap.items():
                 host = self.hosts.add(name, last_ms, now)
                 self._cursor[name] = pos
                 log.info("host %s: found, %d session(s)", name, len(sessions))
                 if host.state != HIDDEN:
+                    touched = self.mirror.replace_host(name, cells) if self.mirror is not None else ()
                     self._publish(stamped(sessions, stale=not host.online), pos if last_ms is not None else None)
+                    self._flush(touched)
         self.out.status_changed("host-status")
 
     def _judge(self) -> None:
@@ -405,6 +428,7 @@ class Feed:
             for host, old, new in turned:
                 changes.update(self._transition(host.name, old, new))
             self._publish(changes, self.position)
+            self._flush(changes)
         self.out.status_changed("host-status")
 
     def _transition(self, name: str, old: str, new: str) -> dict[str, dict | None]:
@@ -412,8 +436,8 @@ class Feed:
         log.info("host %s: %s -> %s", name, old, new)
         if new == HIDDEN:
             return dict.fromkeys(self._keys_of(name))
-        if old == HIDDEN:  # its sessions left the list: read them again
-            return stamped(self.hosts.valid_state(name, self._hgetall(name)), stale=new != ONLINE)
+        if old == HIDDEN:  # its sessions left the list: read them again (and their usage)
+            return stamped(self._read_state(name), stale=new != ONLINE)
         return {s["key"]: stamp(s, new != ONLINE) for s in self.store.snapshot() if s["host"] == name}
 
     def _apply(self, reply) -> None:
@@ -429,6 +453,7 @@ class Feed:
         hosts_changed = False
         with self._lock:
             changes: dict[str, dict | None] = {}
+            usage_changed: set[str] = set()
             for pos, name, fields in items:
                 read_to = self._cursor.get(name)
                 if read_to is None or pos <= read_to:
@@ -444,6 +469,7 @@ class Feed:
                 if turned is not None:  # back online: its first entry in this batch
                     hosts_changed = True
                     changes.update(self._transition(name, *turned))
+                    usage_changed.update(changes)
                 try:
                     kind, key, value = decode_entry(name, fields)
                 except Refused as refused:
@@ -453,27 +479,74 @@ class Feed:
                     changes[key] = stamp(value, False)
                 elif kind == "deleted":
                     changes[key] = None
+                    if self.mirror is not None:
+                        self.mirror.drop(key)
                 elif kind == "resync":
                     self._publish(changes, self.position)
                     changes = {}
-                    self._resync(name)
+                    usage_changed.update(self._resync(name))
+                if kind in ("created", "updated", "usage") and self.mirror is not None \
+                        and self._stage(name, key, fields):
+                    usage_changed.add(key)
             self._publish(changes, self.position)
+            self._flush(usage_changed)
         if hosts_changed:
             self.out.status_changed("host-status")
 
-    def _resync(self, name: str) -> None:
-        """The host's hash holds its whole state again: what is not in it is gone."""
-        state = self.hosts.valid_state(name, self._hgetall(name))
+    def _resync(self, name: str) -> list[str]:
+        """The host's hashes hold its whole state again: what is not in them is gone. Returns
+        the keys whose usage was replaced."""
         changes: dict[str, dict | None] = dict.fromkeys(self._keys_of(name))
+        state = self._read_state(name)
         changes.update(stamped(state, stale=False))
         self.counters["resyncs"] += 1
         self._publish(changes, self.position)
+        return list(changes)
 
-    def _hgetall(self, name: str):
+    def _read_state(self, name: str) -> dict[str, dict]:
+        """A host's valid sessions, read with its usage (staged) in one transaction."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(keys.snapshot_key(name))
+        if self.mirror is not None:
+            pipe.hgetall(keys.usage_key(name))
         try:
-            return self.r.hgetall(keys.snapshot_key(name))
+            replies = pipe.execute(raise_on_error=False)  # (a reply that is an error is counted, not raised)
+        except redis.ResponseError as exc:  # the transaction refused whole
+            replies = [exc, exc]
+        sessions = self.hosts.valid_state(name, replies[0])
+        if self.mirror is not None:
+            self.mirror.replace_host(name, self._valid_usage(name, replies[1]))
+        return sessions
+
+    # -- usage ---------------------------------------------------------------
+    def _stage(self, name: str, key: str, fields: dict) -> bool:
+        """The usage an entry of ``name`` carries for ``key``, staged; False when none (or refused)."""
+        try:
+            said = decode_entry_usage(name, key, fields)
+            if said is None:
+                return False
+            how, what = said
+            if how == "named":  # too big for the entry: the days are read from the hash
+                what = self._named_days(name, key, what)
+        except Refused as refused:
+            self.hosts.ignore(name, refused.reason, refused.detail)
+            return False
+        self.mirror.stage(key, what)
+        return True
+
+    def _named_days(self, name: str, key: str, days: list[int]) -> dict[int, list | None]:
+        if not days:
+            return {}
+        try:
+            values = self.r.hmget(keys.usage_key(name), [keys.usage_field(key, day) for day in days])
         except redis.ResponseError as exc:
-            return exc
+            raise Refused("unreadable-usage", str(exc)) from None
+        return {day: None if raw is None else (decode_day(day, raw), False) for day, raw in zip(days, values)}
+
+    def _flush(self, keys_) -> None:
+        """The usage index given these sessions' cells (after the store took their changes)."""
+        if self.mirror is not None and keys_:
+            self.mirror.flush(keys_)
 
     def _keys_of(self, name: str) -> list[str]:
         return [s["key"] for s in self.store.snapshot() if s["host"] == name]

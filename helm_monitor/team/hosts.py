@@ -67,7 +67,8 @@ def session_of(host: str, raw: bytes | None, *, key: str | None = None) -> dict:
 
 
 def decode_entry(host: str, fields: dict) -> tuple[str, str | None, dict | None]:
-    """A stream entry of ``host``: (type, session key, Session or the deleted object); raises Refused."""
+    """A stream entry of ``host``: (type, session key, Session or the deleted object; None for a
+    ``usage`` entry); raises Refused."""
     size = sum(len(k) + len(v) for k, v in fields.items())
     if size > MAX_ENTRY_BYTES:
         raise Refused("huge", f"{size} bytes")
@@ -85,6 +86,8 @@ def decode_entry(host: str, fields: dict) -> tuple[str, str | None, dict | None]
         raise Refused("bad-key", key[:200])
     if parts[0] != host:
         raise Refused("other-host", key[:200])
+    if kind == "usage":  # (its fields: team/usage.py decode_entry_usage)
+        return kind, key, None
     if kind != "deleted":
         return kind, key, session_of(host, fields.get(b"d"), key=key)
     try:
@@ -157,8 +160,9 @@ class Hosts:
         return self._hosts.pop(name, None)
 
     def clear(self) -> None:
-        for name in list(self._hosts):
-            self.remove(name)
+        """Every host forgotten (a new snapshot reads them again). What was logged stays logged:
+        a host's problem read again by the snapshot is not logged again (``remove`` forgets it)."""
+        self._hosts.clear()
 
     def state_at(self, host: Host, now_ms: int) -> str:
         if host.last_ms is None:

@@ -9,19 +9,29 @@ the host's engine user ``h-H``:
 ``hm:h:H:s``  HASH    session key -> the latest full Session JSON (SPEC 5, ``host`` == H)
 ``hm:h:H:ev`` STREAM  one entry per change, trimmed ``MAXLEN ~ 1000``; fields below
 ``hm:h:H:t:<session key>`` STRING  the latest messages of one session, JSON, with a TTL
+``hm:h:H:u``  HASH    ``<session key>@<UTC day>`` -> that day's usage cells of the session, priced
+              by the host (SPEC 10; the value's format is team/usage.py's ``encode_day``)
 ``hm:meta``   HASH    ``epoch``: 8 hex characters, set once with HSETNX by the web tier
 
 Stream entry fields (bytes in the engine; names are one letter to keep entries small):
 
-``t``  type: ``created``, ``updated``, ``deleted``, ``resync``, ``hb``
-``k``  the Session's ``key`` (``created``/``updated``/``deleted``)
+``t``  type: ``created``, ``updated``, ``deleted``, ``usage``, ``resync``, ``hb``
+``k``  the Session's ``key`` (``created``/``updated``/``deleted``/``usage``)
 ``d``  JSON: the full Session (``created``/``updated``); for ``deleted`` the object
        ``session-deleted`` carries (key, id, host, source, projectPath, projectDir)
 ``b``  the agent's boot id (random per agent process), on every entry
 ``v``  the wire format's version, ``WIRE_VERSION``, on every entry
+``u``  JSON (``created``/``updated``/``usage``, when the session's usage changed): the days of
+       its usage that changed, ``{"<day>": <day value> | null}``, as ``hm:h:H:u`` now holds them,
+       or (a day value with ``"p": 1``) only the cells of that day that changed
+``U``  instead of ``u`` when those days exceed team/usage.py's INLINE_MAX: the JSON list of the
+       days changed, to be read from ``hm:h:H:u``
 
-``resync`` means: the host's hash now holds its whole state (re-read it). ``hb`` is the
-heartbeat that proves the whole path agent -> engine -> reader.
+A ``usage`` entry is a session's usage changing while the session itself did not; the hash,
+the stream entry and the session change are one ``MULTI``.
+
+``resync`` means: the host's hashes (sessions and usage) now hold its whole state (re-read
+them). ``hb`` is the heartbeat that proves the whole path agent -> engine -> reader.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ STREAM_MAXLEN = 1000
 TRANSCRIPT_MESSAGES = 50
 TRANSCRIPT_TTL_S = 24 * 3600
 
-TYPES = ("created", "updated", "deleted", "resync", "hb")
+TYPES = ("created", "updated", "deleted", "usage", "resync", "hb")
 
 HOST_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _STREAM_RE = re.compile(r"hm:h:([a-z0-9][a-z0-9-]{0,62}):ev")
@@ -87,6 +97,15 @@ def stream_key(host: str) -> str:
 
 def transcript_key(host: str, session_key: str) -> str:
     return f"hm:h:{host}:t:{session_key}"
+
+
+def usage_key(host: str) -> str:
+    return f"hm:h:{host}:u"
+
+
+def usage_field(session_key: str, day: int) -> str:
+    """The field of ``hm:h:H:u`` holding one UTC day (days since 1970-01-01) of a session's usage."""
+    return f"{session_key}@{day}"
 
 
 def host_of_stream(key: bytes | str) -> str | None:

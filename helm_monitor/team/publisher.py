@@ -15,7 +15,11 @@ writes:
 - a heartbeat entry when nothing else was written for a heartbeat period: it is what shows
   the web tier that this host is online;
 - the latest messages of each created or updated session (at most once a second each), for
-  the remote session view; the full transcript stays on this host.
+  the remote session view; the full transcript stays on this host;
+- each session's usage, priced here (team/usage.py): the days of its cells that changed, in
+  ``hm:h:H:u`` and in the session's entry, in the same ``MULTI``; a change of usage alone (its
+  session held back by the pump's debounce, or not changed at all) goes as a ``usage`` entry
+  once it has waited USAGE_ALONE_S for its session to carry it. A resync rewrites it whole.
 
 Only the commands of ``keys.HOST_COMMANDS`` are used: the host's engine user may run no other.
 """
@@ -27,12 +31,14 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from typing import Callable
 
 import orjson
 import redis
 
 from helm_monitor.team import client, keys
+from helm_monitor.team import usage as team_usage
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,12 @@ TAIL_INTERVAL_S = 1.0
 # restarted empty lost them), those updated within the keys' TTL, at most this many: each costs
 # a read of its conversation.
 RESYNC_TAILS_MAX = 32
+# A session's usage changed but the session did not (yet): written on its own after this long
+# (the pump counts usage as it builds a session, and may hold the session back for its debounce
+# window: most changes of usage go out with their session's entry).
+USAGE_ALONE_S = 1.0
+# Usage fields per HSET of a resync.
+USAGE_CHUNK = 500
 READY_POLL_S = 0.5
 JOIN_TIMEOUT_S = client.COMMAND_TIMEOUT_S + 1.0
 
@@ -77,7 +89,7 @@ class Publisher:
 
     def __init__(self, store, *, url: str, host: str, ca_file: str | None = None,
                  heartbeat_s: float = keys.HEARTBEAT_S, wait_ready: Callable[[float], bool] | None = None,
-                 read_tail: ReadTail | None = None):
+                 read_tail: ReadTail | None = None, usage=None):
         if not keys.valid_host(host):
             raise ValueError(f"not a host name: {host!r}")
         self.store = store
@@ -87,15 +99,23 @@ class Publisher:
         self.heartbeat_s = heartbeat_s
         self.wait_ready = wait_ready or (lambda timeout: True)
         self.read_tail = read_tail
+        self.usage = usage  # a live.usage.UsageIndex (its cells are published), or None
         self.boot = secrets.token_hex(8)  # tells readers that this host's agent restarted
         self._snapshot_key = keys.snapshot_key(host)
         self._stream_key = keys.stream_key(host)
+        self._usage_key = keys.usage_key(host)
         self._cond = threading.Condition(threading.Lock())
         # Guarded by _cond: what the store changed since the last write, key -> (wire type, data).
         self._pending: dict[str, tuple[str, dict]] = {}
         self._resync_due = True  # while set, changes are dropped: the resync to come covers them
         self._tails: dict[str, None] = {}  # keys whose latest messages are to be written (ordered)
         self._tail_at: dict[str, float] = {}  # key -> monotonic time its messages were last read
+        self._usage_due: dict[str, float] = {}  # keys whose usage alone changed -> monotonic time noted
+        # Only the publisher's thread: what hm:h:H:u holds, per key and day, and the cells it was
+        # encoded from (the index never alters cells in place: the same list is the same usage).
+        self._usage_sent: dict[str, dict[int, bytes]] = {}
+        self._usage_cells: dict[str, object] = {}
+        self._seen: weakref.WeakSet = weakref.WeakSet()  # connections of the client that connected once
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._redis: redis.Redis | None = None
@@ -110,6 +130,7 @@ class Publisher:
         self.errors = 0
         self.last_error: str | None = None
         self.foreign = 0  # sessions of another host handed to this one (never published)
+        self.usage_too_big = 0  # days of a session's usage over FIELD_MAX (never published)
 
     # ------------------------------------------------------------ the store's side
     def on_change(self, kind: str, sessions: list[dict]) -> None:
@@ -134,6 +155,23 @@ class Publisher:
                         self._tail_at.pop(key, None)
                     else:
                         self._tails[key] = None
+            else:
+                return
+            self._cond.notify()
+
+    def on_usage(self, changed: set[str] | None) -> None:
+        """A UsageIndex listener (the pump's thread): these sessions' usage changed; no I/O."""
+        with self._cond:
+            if changed is None:  # everything (a rescan, whose store refresh follows): a resync
+                self._resync_due = True
+                self._pending.clear()
+                self._usage_due.clear()
+            elif not self._resync_due:
+                now = time.monotonic()
+                prefix = self.host + ":"
+                for key in changed:
+                    if isinstance(key, str) and key.startswith(prefix):
+                        self._usage_due.setdefault(key, now)
             else:
                 return
             self._cond.notify()
@@ -182,6 +220,7 @@ class Publisher:
         """Connect, resync, then write what the store changes until stopped (or an error)."""
         if self._redis is None:
             self._redis = client.connect(self.url, ca_file=self.ca_file, name=f"helm-agent-{self.host}")
+            self._watch_reconnects(self._redis)
         self._redis.ping()
         if self.engine == "starting":
             self.engine = "ok"  # reachable; "down" turns "ok" only once a resync went through
@@ -199,6 +238,8 @@ class Publisher:
                 self._publish(arg)
             elif kind == "tail":
                 self._write_tail(arg)
+            elif kind == "usage":
+                self._publish_usage(arg)
             else:
                 self._xadd("hb")
 
@@ -212,9 +253,17 @@ class Publisher:
                 batch = {}
                 for key in list(self._pending)[:BATCH_MAX]:
                     batch[key] = self._pending.pop(key)
+                    self._usage_due.pop(key, None)  # its entry carries its usage
                 return "batch", batch
             now = time.monotonic()
             wake = self._last_write + self.heartbeat_s
+            if self._usage_due:
+                due = [key for key, at in self._usage_due.items() if at + USAGE_ALONE_S <= now][:BATCH_MAX]
+                if due:
+                    for key in due:
+                        del self._usage_due[key]
+                    return "usage", due
+                wake = min(wake, min(self._usage_due.values()) + USAGE_ALONE_S)
             for key in self._tails:
                 due = self._tail_at.get(key, 0.0) + TAIL_INTERVAL_S
                 if due <= now:
@@ -227,18 +276,61 @@ class Publisher:
             self._cond.wait(wake - now)
         return None
 
+    def _watch_reconnects(self, r) -> None:
+        """A connection of ``r`` connected again: a resync. redis-py replaces an idle connection
+        the engine closed on its own, without an error; an engine that restarted empty while this
+        host had nothing to write would otherwise never get this host's whole state again."""
+        pool = r.connection_pool
+        make = pool.make_connection
+        seen: weakref.WeakSet = weakref.WeakSet()
+
+        def made():
+            conn = make()
+            conn.register_connect_callback(self._connected)
+            return conn
+
+        self._seen = seen
+        pool.make_connection = made
+
+    def _connected(self, conn) -> None:
+        if conn not in self._seen:
+            self._seen.add(conn)
+            return
+        log.info("the team's engine %s: connected again; publishing this host's whole state",
+                 client.redacted(self.url))
+        with self._cond:
+            self._resync_due = True
+            self._cond.notify()
+
     def _resync(self) -> None:
         with self._cond:
             # From here on changes are noted again: what the snapshot below misses goes next.
             self._resync_due = False
             self._pending.clear()
+            self._usage_due.clear()
         sessions = [s for s in self.store.snapshot() if s.get("host") == self.host]
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self._snapshot_key)
+        pipe.delete(self._snapshot_key, self._usage_key)
         for i in range(0, len(sessions), RESYNC_CHUNK):
             pipe.hset(self._snapshot_key, mapping={s["key"]: orjson.dumps(s) for s in sessions[i:i + RESYNC_CHUNK]})
+        sent: dict[str, dict[int, bytes]] = {}
+        encoded: dict[str, object] = {}
+        if self.usage is not None:
+            fields = {}
+            for s in sessions:
+                cells = self._cells_of(s["key"])
+                days = self._days_of(s["key"], cells)
+                encoded[s["key"]], sent[s["key"]] = cells, days
+                for day, value in days.items():
+                    fields[keys.usage_field(s["key"], day)] = value
+                    if len(fields) >= USAGE_CHUNK:
+                        pipe.hset(self._usage_key, mapping=fields)
+                        fields = {}
+            if fields:
+                pipe.hset(self._usage_key, mapping=fields)
         self._entry(pipe, "resync")
         pipe.execute()
+        self._usage_sent, self._usage_cells = sent, encoded
         self.resyncs += 1
         self._wrote()
         self._up()
@@ -254,17 +346,101 @@ class Publisher:
         data = {key: orjson.dumps(session) for key, (_wire, session) in batch.items()}
         upserts = {key: data[key] for key, (wire, _s) in batch.items() if wire != "deleted"}
         gone = [key for key, (wire, _s) in batch.items() if wire == "deleted"]
+        plans = {key: self._usage_plan(key) for key in upserts} if self.usage is not None else {}
         pipe = self._redis.pipeline(transaction=True)
         if upserts:
             pipe.hset(self._snapshot_key, mapping=upserts)
+        self._write_usage(pipe, plans)
         if gone:
             pipe.hdel(self._snapshot_key, *gone)
             pipe.delete(*(keys.transcript_key(self.host, key) for key in gone))
+            fields = [keys.usage_field(key, day) for key in gone for day in self._usage_sent.get(key, ())]
+            if fields:
+                pipe.hdel(self._usage_key, *fields)
         for key, (wire, _session) in batch.items():
-            self._entry(pipe, wire, key, data[key])
+            plan = plans.get(key)
+            self._entry(pipe, wire, key, data[key], usage=plan[3] if plan else None)
         pipe.execute()
+        self._usage_done(plans)
+        for key in gone:
+            self._usage_sent.pop(key, None)
+            self._usage_cells.pop(key, None)
         self.published += len(batch)
         self._wrote()
+
+    def _publish_usage(self, due: list[str]) -> None:
+        """Sessions whose usage alone changed: one ``usage`` entry each, in one MULTI."""
+        if self.usage is None:
+            return
+        plans = {}
+        for key in due:
+            if self.store.get(key) is not None:  # (else its created entry, or its deletion, is to come)
+                plan = self._usage_plan(key)
+                if plan is not None and plan[3] is not None:
+                    plans[key] = plan
+        if not plans:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        self._write_usage(pipe, plans)
+        for key, plan in plans.items():
+            self._entry(pipe, "usage", key, usage=plan[3])
+        pipe.execute()
+        self._usage_done(plans)
+        self.published += len(plans)
+        self._wrote()
+
+    # ------------------------------------------------------------ usage (team/usage.py)
+    def _cells_of(self, key: str):
+        entry = self.usage.entry(key) if self.usage is not None else None
+        return entry.cells if entry is not None else ()
+
+    def _days_of(self, key: str, cells) -> dict[int, bytes]:
+        days = team_usage.encode_days(cells)
+        for day, value in list(days.items()):
+            if len(value) > team_usage.FIELD_MAX:
+                del days[day]
+                self.usage_too_big += 1
+                log.warning("session %s: its usage of day %d is %d bytes; not published", key, day, len(value))
+        return days
+
+    def _usage_plan(self, key: str):
+        """(cells, days, removed days, entry field or None): what to write of a session's usage;
+        None when its cells are those last written."""
+        cells = self._cells_of(key)
+        before = self._usage_cells.get(key)
+        if cells is before:
+            return None
+        days = self._days_of(key, cells)
+        old = self._usage_sent.get(key, {})
+        changed = {day: value for day, value in days.items() if old.get(day) != value}
+        removed = [day for day in old if day not in days]
+        if changed and before:  # (what the web tier holds of a day: the cells it was sent)
+            was, now = team_usage.by_day(before), team_usage.by_day(cells)
+            changed = {day: team_usage.day_change(day, was.get(day) if day in old else None, now[day], value)
+                       for day, value in changed.items()}
+        return cells, days, removed, team_usage.entry_usage(changed, removed)
+
+    def _write_usage(self, pipe, plans: dict) -> None:
+        fields, gone = {}, []
+        for key, plan in plans.items():
+            if plan is None or plan[3] is None:
+                continue
+            old = self._usage_sent.get(key, {})
+            for day, value in plan[1].items():
+                if old.get(day) != value:
+                    fields[keys.usage_field(key, day)] = value
+            gone += [keys.usage_field(key, day) for day in plan[2]]
+        if fields:
+            pipe.hset(self._usage_key, mapping=fields)
+        if gone:
+            pipe.hdel(self._usage_key, *gone)
+
+    def _usage_done(self, plans: dict) -> None:
+        """The transaction went through: the hash holds what the plans wrote."""
+        for key, plan in plans.items():
+            if plan is not None:
+                self._usage_cells[key] = plan[0]
+                self._usage_sent[key] = plan[1]
 
     def _write_tail(self, key: str) -> None:
         """SET the session's latest messages (already masked and clipped by its source's page())."""
@@ -281,12 +457,16 @@ class Publisher:
         doc = {"messages": page["messages"], "total": page["total"], "updatedAt": session.get("updatedAt")}
         self._redis.set(keys.transcript_key(self.host, key), orjson.dumps(doc), ex=keys.TRANSCRIPT_TTL_S)
 
-    def _entry(self, target, wire_type: str, key: str | None = None, data: bytes | None = None) -> None:
+    def _entry(self, target, wire_type: str, key: str | None = None, data: bytes | None = None,
+               usage: tuple[str, bytes] | None = None) -> None:
         """XADD one stream entry on ``target``: a transaction's pipeline, or the client itself."""
         fields = {"t": wire_type}
         if key is not None:
             fields["k"] = key
-            fields["d"] = data
+            if data is not None:
+                fields["d"] = data
+        if usage is not None:
+            fields[usage[0]] = usage[1]
         fields["b"] = self.boot
         fields["v"] = keys.WIRE_VERSION
         target.xadd(self._stream_key, fields, maxlen=keys.STREAM_MAXLEN, approximate=True)
@@ -313,6 +493,7 @@ class Publisher:
             self._resync_due = True
             self._pending.clear()
             self._tails.clear()
+            self._usage_due.clear()
         self.errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         if self.engine != "down":

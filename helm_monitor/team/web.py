@@ -2,7 +2,7 @@
 
 :class:`TeamWebService` is what the web layer serves in place of this host's LiveService, with
 the same surface (``store``, ``broadcaster``, ``channels``, ``start``/``stop``, ``wait_ready``,
-``health``, ``hosts``, ``feed_status``, ``conversation``, ``monitor.refresh()``). It reads no
+``health``, ``hosts``, ``feed_status``, ``conversation``, ``monitor.refresh()``, ``usage``). It reads no
 files: its only source is the feed (team/feed.py), which follows every host's stream into the
 store. The broadcasters are PositionBroadcasters, whose ids are positions in the engine's
 streams (``<epoch>.<ms>-<seq>``): every worker of every web machine numbers the same entries
@@ -25,6 +25,7 @@ import redis
 
 from helm_monitor.team.positions import PositionBroadcaster
 from helm_monitor.live.store import SessionStore
+from helm_monitor.live.usage import UsageIndex
 from helm_monitor.sources.pages import window
 from helm_monitor.team import client, keys
 from helm_monitor.team.feed import Feed
@@ -81,8 +82,14 @@ class TeamWebService:
                                           overlap_ms=keys.REPLAY_OVERLAP_MS, window_s=keys.RING_WINDOW_S,
                                           ring_max=keys.RING_MAX)
         self.store = SessionStore(self.broadcaster, {CLAUDE: claude_only})
+        # Usage and cost (SPEC 10, ``/api/usage``): the cells each host priced and published, for
+        # every listed session (offline hosts' included: usage is history). Waiting time is what
+        # this worker observes of its own store's statuses, from its start (not saved: several
+        # workers would write one file).
+        self.usage = UsageIndex()
+        self.store.add_listener(self.usage.store_listener)
         self.feed = Feed(self.store, self, url=config.redis_url, ca_file=config.redis_ca_file,
-                         offline_s=config.team_offline_s, name=f"helm-web-{self.host}")
+                         offline_s=config.team_offline_s, name=f"helm-web-{self.host}", usage=self.usage)
         self.monitor = _Monitor(self)
         self.watcher = None
         self.catalog = None
@@ -203,6 +210,7 @@ class TeamWebService:
             "newestHeartbeatAgeSeconds": None if now is None or newest is None else round((now - newest) / 1000, 3),
             "hosts": feed.hosts.summary(),
             "sessions": len(self.store),
+            "usageSessions": len(self.usage),  # listed sessions whose usage is counted (with or without cells)
             "clients": self.clients,
             "ignored": dict(feed.hosts.ignored),
             "feed": dict(feed.counters),

@@ -4,7 +4,8 @@ resync, heartbeats), with redis-py and nothing of helm_monitor's writer, so that
 reader is tested against the wire format itself. It also writes what no agent would (garbage,
 huge or foreign entries, explicit ids) for the tests of a misbehaving host.
 
-``truth()`` is what the host's sessions are: what every web worker must converge to.
+``truth()`` is what the host's sessions are: what every web worker must converge to; and
+``usage`` (key -> cells, SPEC 10) what their usage is, as the host priced it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,32 @@ def dumps(value) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+DAY_MS, QUARTER_MS = 86_400_000, 900_000
+
+
+def usage_days(cells) -> dict[int, str]:
+    """A session's cells as the wire has them (team/keys.py ``hm:h:H:u``): UTC day -> the JSON of
+    ``{"m": [models], "c": [[quarter, model index, input, output, cacheRead, cacheCreation, messages,
+    ledgerUsd, listPriceUsd, unpricedTokens]]}``. Written here independently of the agent's encoder."""
+    days: dict[int, list] = {}
+    for cell in sorted(cells, key=lambda c: (c[0], c[1])):
+        days.setdefault(cell[0] // DAY_MS, []).append(cell)
+    out = {}
+    for day, day_cells in days.items():
+        models = sorted({c[1] for c in day_cells})
+        rows = [[(c[0] % DAY_MS) // QUARTER_MS, models.index(c[1]), *c[2:]] for c in day_cells]
+        out[day] = dumps({"m": models, "c": rows})
+    return out
+
+
+def cell(when_ms: int, model: str = "claude-opus-5-5", inp: int = 10, out: int = 20, cache_read: int = 40,
+         cache_creation: int = 30, messages: int = 1, ledger: float | None = None, listed: float | None = 0.00125,
+         unpriced: int = 0) -> tuple:
+    """One usage cell (helm_monitor.usage.query.SessionUsage.cells) of the 15 minutes holding ``when_ms``."""
+    return (when_ms - when_ms % QUARTER_MS, model, inp, out, cache_read, cache_creation, messages, ledger, listed,
+            unpriced)
+
+
 class SimHost:
     """One host's writer. ``url`` may name the host's own engine user (``url_for``)."""
 
@@ -56,6 +83,8 @@ class SimHost:
         self.r = redis.Redis.from_url(url, socket_timeout=5, retry=Retry(NoBackoff(), 0))
         self.boot = secrets.token_hex(4)
         self.sessions: dict[str, dict] = {}  # key -> Session: the truth
+        self.usage: dict[str, list[tuple]] = {}  # key -> its usage cells: the truth
+        self._days: dict[str, dict[int, str]] = {}  # key -> what hm:h:H:u holds of it
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()
 
@@ -75,16 +104,46 @@ class SimHost:
         self.put(session)
         return session
 
-    def put(self, *sessions: dict) -> list[bytes]:
-        """Publish sessions as the agent does: one transaction, hash and one entry each."""
+    def put(self, *sessions: dict, usage: dict[str, list[tuple]] | None = None) -> list[bytes]:
+        """Publish sessions as the agent does: one transaction, hash and one entry each; with
+        ``usage`` (key -> all its cells), the days of their usage that changed too."""
         pipe = self.r.pipeline(transaction=True)
         for s in sessions:
             kind = "updated" if s["key"] in self.sessions else "created"
             pipe.hset(keys.snapshot_key(self.name), s["key"], dumps(s))
-            pipe.xadd(keys.stream_key(self.name), self._fields(kind, s["key"], dumps(s)),
-                      maxlen=keys.STREAM_MAXLEN, approximate=True)
+            fields = self._fields(kind, s["key"], dumps(s))
+            if usage is not None and s["key"] in usage:
+                fields.update(self._usage_write(pipe, s["key"], usage[s["key"]]))
+            pipe.xadd(keys.stream_key(self.name), fields, maxlen=keys.STREAM_MAXLEN, approximate=True)
             self.sessions[s["key"]] = dict(s)
         return [r for r in pipe.execute() if isinstance(r, bytes)]
+
+    def _usage_write(self, pipe, key: str, cells: list[tuple], *, named: bool = False) -> dict:
+        """HSET/HDEL the days of ``key`` that changed; the entry's ``u`` (or ``U``) field."""
+        days = usage_days(cells)
+        old = self._days.get(key, {})
+        changed = {d: v for d, v in days.items() if old.get(d) != v}
+        removed = [d for d in old if d not in days]
+        if changed:
+            pipe.hset(keys.usage_key(self.name), mapping={keys.usage_field(key, d): v for d, v in changed.items()})
+        if removed:
+            pipe.hdel(keys.usage_key(self.name), *(keys.usage_field(key, d) for d in removed))
+        self._days[key] = days
+        self.usage[key] = list(cells)
+        if not changed and not removed:
+            return {}
+        if named:
+            return {"U": dumps(sorted([*changed, *removed]))}
+        parts = [f'"{d}":{v}' for d, v in changed.items()] + [f'"{d}":null' for d in removed]
+        return {"u": "{" + ",".join(parts) + "}"}
+
+    def set_usage(self, key: str, cells: list[tuple], *, named: bool = False) -> bytes:
+        """Only the usage of a session changed: a ``usage`` entry (``named``: its days named, not carried)."""
+        pipe = self.r.pipeline(transaction=True)
+        fields = self._fields("usage", key)
+        fields.update(self._usage_write(pipe, key, cells, named=named))
+        pipe.xadd(keys.stream_key(self.name), fields, maxlen=keys.STREAM_MAXLEN, approximate=True)
+        return pipe.execute()[-1]
 
     def update(self, key: str, **fields) -> dict:
         session = {**self.sessions[key], **fields, "updatedAt": iso_now()}
@@ -97,6 +156,10 @@ class SimHost:
             s = self.sessions.pop(key)
             gone = {name: s.get(name) for name in ("key", "id", "host", "source", "projectPath", "projectDir")}
             pipe.hdel(keys.snapshot_key(self.name), key)
+            days = self._days.pop(key, {})
+            self.usage.pop(key, None)
+            if days:
+                pipe.hdel(keys.usage_key(self.name), *(keys.usage_field(key, d) for d in days))
             pipe.xadd(keys.stream_key(self.name), self._fields("deleted", key, dumps(gone)),
                       maxlen=keys.STREAM_MAXLEN, approximate=True)
         return [r for r in pipe.execute() if isinstance(r, bytes)]
@@ -104,9 +167,12 @@ class SimHost:
     def resync(self) -> bytes:
         """The whole state again, as on (re)connect."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(keys.snapshot_key(self.name))
+        pipe.delete(keys.snapshot_key(self.name), keys.usage_key(self.name))
         if self.sessions:
             pipe.hset(keys.snapshot_key(self.name), mapping={k: dumps(s) for k, s in self.sessions.items()})
+        fields = {keys.usage_field(k, d): v for k, days in self._days.items() for d, v in days.items()}
+        if fields:
+            pipe.hset(keys.usage_key(self.name), mapping=fields)
         pipe.xadd(keys.stream_key(self.name), self._fields("resync"), maxlen=keys.STREAM_MAXLEN, approximate=True)
         return pipe.execute()[-1]
 
@@ -146,6 +212,9 @@ class SimHost:
 
     def raw_state(self, key: str, value) -> None:
         self.r.hset(keys.snapshot_key(self.name), key, value)
+
+    def raw_usage(self, field: str, value) -> None:
+        self.r.hset(keys.usage_key(self.name), field, value)
 
     def truth(self) -> dict[str, dict]:
         """The host's sessions as the web tier must show them, but for ``stale`` (its own)."""

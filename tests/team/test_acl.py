@@ -19,6 +19,7 @@ OWN_EV, OWN_S = keys.stream_key("laptop"), keys.snapshot_key("laptop")
 OWN_T = keys.transcript_key("laptop", "laptop:claude-code:s1")
 OTHER_EV, OTHER_S = keys.stream_key("vm1"), keys.snapshot_key("vm1")
 OTHER_T = keys.transcript_key("vm1", "vm1:claude-code:s9")
+OWN_U, OTHER_U = keys.usage_key("laptop"), keys.usage_key("vm1")
 KEY_DENIED = "no permissions to access one of the keys"
 SCRIPT = "return redis.call('XADD', KEYS[1], '*', 't', 'hb')"
 
@@ -94,6 +95,9 @@ def test_host_writes_its_own_keys(engine):
     ("DEL", OWN_S, OTHER_S),  # one foreign key among its own is enough
     ("SET", OTHER_T, "forged"),
     ("EXPIRE", OTHER_T, "1"),
+    ("HSET", OTHER_U, "vm1:claude-code:s9@20423", "forged"),  # another host's usage
+    ("HDEL", OTHER_U, "vm1:claude-code:s9@20423"),
+    ("DEL", OWN_U, OTHER_U),
     ("HSET", keys.META, keys.EPOCH_FIELD, "forged"),  # the epoch is the web tier's
     ("SET", "somewhere-else", "x"),
 ], ids=lambda c: " ".join(c[:2]))
@@ -214,9 +218,36 @@ def test_web_reads_everything_it_needs(engine):
     assert adm.acl_log() == []
 
 
+def test_host_writes_its_usage_with_its_sessions_and_web_reads_it(engine):
+    """Usage (SPEC 10, team/usage.py) needs no rule of its own: ``hm:h:H:u`` is one of the host's
+    keys, written with the commands it already has, read with the web's."""
+    laptop, web, adm = engine["laptop"], engine["web"], engine["admin"]
+    field = keys.usage_field("laptop:claude-code:s1", 20423)
+    with laptop.pipeline(transaction=True) as tx:  # a change: session, its usage, its entry
+        tx.hset(OWN_S, "laptop:claude-code:s1", "{}")
+        tx.hset(OWN_U, mapping={field: '{"m":[],"c":[]}'})
+        tx.hdel(OWN_U, keys.usage_field("laptop:claude-code:s1", 20422))
+        tx.xadd(OWN_EV, {"t": "updated", "k": "laptop:claude-code:s1", "d": "{}", "u": "{}", "b": "boot", "v": "1"})
+        tx.execute()
+    with laptop.pipeline(transaction=True) as tx:  # a resync
+        tx.delete(OWN_S, OWN_U)
+        tx.hset(OWN_U, mapping={field: '{"m":[],"c":[]}'})
+        tx.xadd(OWN_EV, {"t": "resync", "b": "boot", "v": "1"})
+        tx.execute()
+    with web.pipeline(transaction=True) as tx:  # the snapshot of a host, its usage included
+        tx.xrevrange(OWN_EV, count=1)
+        tx.hgetall(OWN_S)
+        tx.hgetall(OWN_U)
+        _last, _state, usage = tx.execute()
+    assert usage == {field.encode(): b'{"m":[],"c":[]}'}
+    assert web.hmget(OWN_U, [field]) == [b'{"m":[],"c":[]}']  # the days an entry names
+    assert adm.acl_log() == []
+
+
 @pytest.mark.parametrize("command", [
     ("XADD", OTHER_EV, "*", "t", "hb"),
     ("HSET", OTHER_S, "k", "v"),
+    ("HSET", OTHER_U, "k", "v"),
     ("HSET", keys.META, keys.EPOCH_FIELD, "forged"),  # the epoch can only be set once
     ("HDEL", keys.META, keys.EPOCH_FIELD),
     ("DEL", OTHER_S),
