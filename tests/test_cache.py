@@ -13,7 +13,10 @@ from helm_monitor.live.cache import StateCache
 
 
 def bytes_read(catalog: Catalog) -> int:
-    return sum(t.reader.bytes_read for t in catalog._transcripts.values())
+    """Transcripts' bytes read, and sidechains' (read for usage)."""
+    n = sum(t.reader.bytes_read for t in catalog._transcripts.values())
+    n += sum(r.follower.bytes_read for readers in catalog._subagents.values() for r in readers.values())
+    return n + sum(r.follower.bytes_read for r in catalog._legacy_readers.values())
 
 
 @pytest.fixture
@@ -24,8 +27,24 @@ def history(claude):
         for j in range(20):
             s.bookkeeping(2000)
             s.turn(f"prompt {i}.{j}", f"reply {i}.{j}")
+        if i % 2:
+            s.cost_state({"claude-opus-5-5": 0.01 * i})
         sessions.append(s)
     return sessions
+
+
+def test_usage_of_an_unchanged_history_is_restored_without_reading(claude, history, tmp_path):
+    sub = history[0].subagent()
+    history[0].subagent_reply(sub, "found", usage={"input_tokens": 3, "output_tokens": 4})
+    cache = StateCache(tmp_path / "cache", str(claude.root))
+    first = scanned(claude, cache)
+    assert cache.save(first)
+    second = scanned(claude, cache)
+    assert bytes_read(second) == 0
+    for s in history:
+        assert second.usage(s.id) == first.usage(s.id)
+    assert second.usage(history[0].id).totals()[:2] == [20 * 10 + 3, 20 * 20 + 4]
+    assert second.session(history[1].id)["cost"] == {"usd": 0.01, "basis": "ledger", "unpricedModels": []}
 
 
 def scanned(claude, cache: StateCache) -> Catalog:

@@ -229,6 +229,21 @@ def test_nested_subagents_count_other_files_do_not(claude):
     del a2
 
 
+def test_a_subagent_link_counts_but_is_not_followed_for_its_usage(claude, tmp_path, caplog):
+    s = claude.session()
+    s.turn("use agents", "ok", usage={"input_tokens": 1, "output_tokens": 2})
+    outside = tmp_path / "elsewhere.jsonl"
+    s.write_to(outside, s.assistant_records("linked", agent_id="alink", usage={"input_tokens": 50}))
+    sub = s.project_dir / s.id / "subagents"
+    sub.mkdir(parents=True)
+    (sub / "agent-alink.jsonl").symlink_to(outside)
+    cat = catalog(claude)
+    assert cat.session(s.id)["subagentCount"] == 1
+    assert cat.usage(s.id).totals()[:2] == [1, 2]
+    assert "symbolic link" in caplog.text
+    assert cat.usage("no-such-session") is None
+
+
 def test_legacy_top_level_sidechains_count_in_parent_and_are_never_listed(claude):
     parent = claude.session()
     parent.turn("main work", "ok")

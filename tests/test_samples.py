@@ -19,6 +19,8 @@ Readings chosen where SPEC section 5 leaves room (also listed in the final repor
 * tokens: summed over the MAIN transcript only (subagent transcripts are separate
   transcripts; the SPEC does not say to fold them in). The ``cost-state`` records of
   71d75e02 include the subagent's usage (60 / 210 input / output), ours does not (36 / 126).
+  Usage and cost (SPEC 10) do include subagents: ``cost`` is the last cost-state's
+  ``totalCostUSD`` where there is one, else the list price (tests/test_usage_claude.py).
 * firstPrompt / lastPrompt "at most 200 characters": accepted as the 200-character
   prefix or a 199-character prefix plus an ellipsis; title "at most 120 characters"
   likewise.
@@ -54,7 +56,25 @@ OLD = NOW - 3600
 SPEC_FIELDS = {
     "id", "source", "projectPath", "projectDir", "title", "firstPrompt", "lastPrompt",
     "messageCount", "createdAt", "updatedAt", "gitBranch", "model", "tokens", "status",
-    "pid", "subagentCount", "sizeBytes", "version",
+    "pid", "subagentCount", "sizeBytes", "version", "cost",
+}
+
+# Session cost (SPEC 5, 10). 2.1.330: the last cost-state's totalCostUSD of each transcript
+# (--continue / --resume carry one process's running totals on). 2.1.29 writes no cost-state:
+# Sonnet 4.5's list price (3 / 15 / 0.30 / 3.75 USD per million input / output / cache-read /
+# 5-minute cache-write tokens) over every distinct message, the subagents' included (52f4eb7e).
+COSTS = {
+    "79a3bb72-fd99-4d90-8588-85c351d684ad": ("ledger", 0.0737978),
+    "82ae9970-35a9-4565-a76c-3565290ad217": ("ledger", 0.089050975),
+    "9d2ae2de-0093-442a-adf0-da57dd454d42": ("ledger", 0.0688392),
+    "bee639db-7efd-4095-8f5d-449e25ef1d16": ("ledger", 0.0693992),
+    "71d75e02-8f29-4d6d-b979-ef7446a966d3": ("ledger", 0.08844),
+    "0aa9b345-eaea-4196-9d21-b5f18b516cee": ("list-price", 0.07519635),
+    "ea3b2304-996d-4b23-878c-00320dd47e87": ("list-price", 0.0755439),
+    "1dd2bc9b-d402-49c2-9be4-ee9283428f04": ("list-price", 0.0821643),
+    "52f4eb7e-5a5b-4d67-a1d1-c14d46097080": ("list-price", 0.09878955),
+    "69cdd700-601e-480f-b660-c96bf04c7d88": ("list-price", 0.068472),
+    "bda32ea5-79ae-4d80-8e30-59991969331a": ("list-price", 0.068475),
 }
 
 
@@ -364,6 +384,13 @@ def test_every_field_of_every_session(sample_dir, sample, sid, expected):
     assert not bad, "field: (expected, got)\n" + "\n".join(f"  {k}: {v!r}" for k, v in bad.items())
     assert cat.session(sid) == got
     json.dumps(got)  # plain JSON
+
+
+@pytest.mark.parametrize("sample, sid, _expected", list(_all_cases()))
+def test_cost_of_every_session(sample_dir, sample, sid, _expected):
+    basis, usd = COSTS[sid]
+    got = scan(sample_dir(sample)).session(sid)["cost"]
+    assert got == {"usd": pytest.approx(usd, rel=1e-9), "basis": basis, "unpricedModels": []}
 
 
 def test_session_lookup_unknown_id(sample_dir):

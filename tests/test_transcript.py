@@ -313,7 +313,8 @@ def test_file_rewritten_in_place_and_grown_back_is_read_again(claude):
 
 def _stats_tuple(st) -> tuple:
     return (st.message_count, st.prompt_count, len(st.message_ids), tuple(st.tokens), st.first_prompt,
-            st.last_prompt, st.ai_title, st.custom_title, st.last_ts, st.model)
+            st.last_prompt, st.ai_title, st.custom_title, st.last_ts, st.model,
+            sorted(st.usage.facts.rows.items()), sorted(st.usage.facts.ledger.items()))
 
 
 def _torn_file(s, before: list[bytes], cut_rec: bytes, cut: int, after: list[bytes]) -> bytes:
@@ -334,6 +335,7 @@ def _reference(tmp_path, before: list[bytes], after: list[bytes]):
 def _resumed(s) -> list[bytes]:
     return [line(s.prompt_record("resumed: fix the migration")),
             *[line(x) for x in s.assistant_records("On it.", usage={"input_tokens": 7, "output_tokens": 70})],
+            line(s.cost_state_record({"claude-opus-5-5": 0.25})),
             line({"type": "ai-title", "aiTitle": "Migration fix", "sessionId": s.id})]
 
 

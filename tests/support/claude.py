@@ -75,8 +75,10 @@ class SessionWriter:
 
     def assistant_records(self, text: str | None = "Done.", *, tool_use: dict | None = None,
                           model: str = "claude-opus-5-5", usage: dict | None = None,
-                          message_id: str | None = None) -> list[dict]:
-        """One API message: a record per content block, same message.id."""
+                          message_id: str | None = None, timestamp: str | None = None,
+                          agent_id: str | None = None) -> list[dict]:
+        """One API message: a record per content block, same message.id. ``agent_id``: a
+        subagent's (sidechain) record, as Claude Code writes them in subagents/agent-<id>.jsonl."""
         mid = message_id or "msg_" + uuid.uuid4().hex[:24]
         usage = usage or {"input_tokens": 10, "output_tokens": 20,
                           "cache_creation_input_tokens": 30, "cache_read_input_tokens": 40}
@@ -88,11 +90,34 @@ class SessionWriter:
                            "name": tool_use.get("name", "Bash"), "input": tool_use.get("input", {})})
         recs = []
         for block in blocks:
-            recs.append(self._base("assistant", requestId="req_" + mid[4:], message={
+            rec = self._base("assistant", requestId="req_" + mid[4:], message={
                 "id": mid, "type": "message", "role": "assistant", "model": model,
                 "content": [block], "stop_reason": "tool_use" if block["type"] == "tool_use" else "end_turn",
-                "stop_sequence": None, "usage": usage}))
+                "stop_sequence": None, "usage": usage})
+            if timestamp is not None:
+                rec["timestamp"] = timestamp
+            if agent_id is not None:
+                rec = {"parentUuid": rec["parentUuid"], "isSidechain": True, "agentId": agent_id,
+                       **{k: v for k, v in rec.items() if k not in ("parentUuid", "isSidechain")}}
+            recs.append(rec)
         return recs
+
+    def cost_state_record(self, models: dict[str, float], *, start_time: int = 1795464497625,
+                          total: float | None = None, unknown: bool = False) -> dict:
+        """Claude Code's running ledger of one process (``startTime``): totals, never deltas."""
+        return {"type": "cost-state", "sessionId": self.id,
+                "totalCostUSD": sum(models.values()) if total is None else total,
+                "totalAPIDuration": 300, "totalAPIDurationWithoutRetries": 295, "totalToolDuration": 40,
+                "totalLinesAdded": 0, "totalLinesRemoved": 0, "totalDuration": 900, "startTime": start_time,
+                "modelUsage": {m: {"inputTokens": 8, "outputTokens": 104, "thinkingTokens": 0,
+                                   "cacheReadInputTokens": 12349, "cacheCreationInputTokens": 12760,
+                                   "cacheCreationEphemeral5mInputTokens": 12760,
+                                   "cacheCreationEphemeral1hInputTokens": 0, "webSearchRequests": 0,
+                                   "costUSD": usd} for m, usd in models.items()},
+                "hasUnknownModelCost": unknown}
+
+    def cost_state(self, models: dict[str, float], **kw) -> None:
+        self.write(self.cost_state_record(models, **kw))
 
     def tool_result_record(self, tool_use_id: str, content: str, is_error: bool = False) -> dict:
         return self._base("user", message={"role": "user", "content": [
@@ -133,6 +158,18 @@ class SessionWriter:
         self.write({"type": "attachment", "parentUuid": self._parent, "isSidechain": False,
                     "attachment": {"type": "text", "content": "x" * size}, "uuid": str(uuid.uuid4()),
                     "timestamp": now_iso(), "sessionId": self.id, "version": self.version})
+
+    def write_to(self, path: Path, *records: dict | list) -> None:
+        """Append records to another file of this session (a subagent's) in one write."""
+        flat: list[dict] = []
+        for r in records:
+            flat.extend(r if isinstance(r, list) else [r])
+        append(path, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in flat))
+
+    def subagent_reply(self, path: Path, text: str = "Found them.", **kw) -> None:
+        """An assistant message of the subagent whose transcript is ``path``."""
+        agent_id = path.stem[len("agent-"):]
+        self.write_to(path, self.assistant_records(text, agent_id=agent_id, **kw))
 
     def subagent(self, agent_id: str | None = None, *, nested: str | None = None) -> Path:
         """A subagent transcript under <session-id>/subagents/ (optionally nested)."""

@@ -6,6 +6,11 @@ layer asks it for sessions and conversations. It reads files only when told
 a path changed (or on a full scan), never writes, and keeps per-file state so
 an append costs time proportional to the appended bytes.
 
+Usage (SPEC 10) is kept per file as it is read: a transcript's facts and ledger with its
+other totals, subagents' and legacy sidechains' by readers of their own (usage only). A
+session's combined facts, each API message once, are built when asked after one of its files
+changed (:meth:`Catalog.usage`); its ``cost`` is priced from them.
+
 Faults never make it forget a session: a read that fails for a passing reason
 (out of file descriptors or memory) is retried until it works (:meth:`Catalog.retry`),
 and projects/ or sessions/ vanishing is held for a grace period, so that one
@@ -27,10 +32,13 @@ from helm_monitor.sources.claude.conversation import Conversation
 from helm_monitor.sources.claude.index import IndexHints, read_index
 from helm_monitor.sources.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
 from helm_monitor.sources.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
+from helm_monitor.sources.claude.sidechain import SidechainReader
 from helm_monitor.sources.claude.transcript import TranscriptReader, read_first_session_id
 from helm_monitor.sources.base import PASSING_ERRNOS, STEADY_CLOCK, Source, Watch, iso_from_epoch
 from helm_monitor.sources.pages import Recent
 from helm_monitor.sources.retry import Retries
+from helm_monitor.usage import pricing
+from helm_monitor.usage.facts import UsageFacts
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +75,8 @@ def parse_version(value: str | None) -> tuple[int, ...] | None:
 class _Transcript:
     __slots__ = ("reader", "project", "session_id", "changed_at", "read_at")
 
-    def __init__(self, path: str, project: str, session_id: str):
-        self.reader = TranscriptReader(path)
+    def __init__(self, path: str, project: str, session_id: str, reader: TranscriptReader | None = None):
+        self.reader = reader if reader is not None else TranscriptReader(path)
         self.project = project
         self.session_id = session_id
         # When the file last changed, on the monotonic clock: the recent-write rule
@@ -89,9 +97,13 @@ class Catalog(Source):
         super().__init__(self.layout.root, clock=clock, monotonic=monotonic, proc_root=proc_root)
         self._transcripts: dict[str, _Transcript] = {}  # path -> transcript
         self._paths_by_id: dict[str, set[str]] = {}
-        self._subagents: dict[str, set[str]] = {}  # session id -> subagent transcript paths
+        # session id -> its subagent transcripts (path -> reader, read for usage only)
+        self._subagents: dict[str, dict[str, SidechainReader]] = {}
         self._legacy: dict[str, str] = {}  # legacy sidechain path -> parent session id
-        self._legacy_count: dict[str, int] = {}
+        self._legacy_paths: dict[str, set[str]] = {}  # parent session id -> its legacy sidechain paths
+        self._legacy_readers: dict[str, SidechainReader] = {}  # legacy sidechain path -> reader
+        # session id -> (its usage with every sidechain's, its cost): built when asked after a change
+        self._usage: dict[str, tuple[UsageFacts, dict]] = {}
         self._indexes: dict[str, IndexHints] = {}  # project -> hints
         self._registry: dict[str, RegistryEntry] = {}  # registry path -> entry
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
@@ -107,6 +119,7 @@ class Catalog(Source):
         self._request_conversations = Recent(Conversation, 16)  # paged by requests, apart from the pump's
         # Readers restored from a saved state (helm_monitor.sources.claude.state), used when their path is applied.
         self._restored: dict[str, _Transcript] = {}
+        self._restored_sidechains: dict[str, SidechainReader] = {}
 
     # ------------------------------------------------------------------ watching
     def watches(self) -> list[Watch]:
@@ -197,20 +210,30 @@ class Catalog(Source):
     def offer_restored(self, path: str, transcript: "_Transcript") -> None:
         self._restored[path] = transcript
 
+    def offer_restored_sidechain(self, path: str, reader: SidechainReader) -> None:
+        self._restored_sidechains[path] = reader
+
     def drop_restored(self) -> None:
         """Forget saved readers whose files were not found."""
         self._restored.clear()
+        self._restored_sidechains.clear()
 
     def known_paths(self) -> set[str]:
         known = set(self._transcripts) | set(self._legacy) | set(self._registry) | self.incomplete_registry
         for paths in self._subagents.values():
-            known |= paths
+            known.update(paths)
         known |= {os.path.join(self.layout.projects, p, "sessions-index.json") for p in self._indexes}
         return known
 
     # ------------------------------------------------------------------ changes
     def apply(self, path: str, is_dir: bool | None = None) -> set[str]:
         """Bring what the catalog knows of ``path`` up to date. Returns changed session ids."""
+        changed = self._apply_path(path, is_dir)
+        for sid in changed:
+            self._usage.pop(sid, None)
+        return changed
+
+    def _apply_path(self, path: str, is_dir: bool | None) -> set[str]:
         info = self.layout.classify(path, is_dir)
         kind = info.kind
         if kind is Kind.TRANSCRIPT:
@@ -299,21 +322,36 @@ class Catalog(Source):
         return {t.session_id}
 
     def _apply_subagent(self, path: str, session_id: str) -> set[str]:
-        paths = self._subagents.setdefault(session_id, set())
+        readers = self._subagents.setdefault(session_id, {})
         exists = os.path.isfile(path)
-        if not exists and path in paths and self._held(path):
+        if not exists and path in readers and self._held(path):
             return set()
-        if exists == (path in paths):
-            if not paths:
+        if not exists:
+            gone = readers.pop(path, None) is not None
+            if not readers:
                 del self._subagents[session_id]
-            return set()
-        if exists:
-            paths.add(path)
-        else:
-            paths.discard(path)
-            if not paths:
-                del self._subagents[session_id]
-        return {session_id}
+            return {session_id} if gone else set()
+        reader = readers.get(path)
+        known = reader is not None
+        if reader is None:
+            reader = readers[path] = self._restored_sidechains.pop(path, None) or SidechainReader(path)
+        return {session_id} if self._read_sidechain(reader) or not known else set()
+
+    def _read_sidechain(self, reader: SidechainReader) -> bool:
+        """Read a sidechain transcript's appended usage. Whether it changed; a failure keeps what was read."""
+        path = reader.path
+        try:
+            changed = reader.update()
+        except OSError as exc:
+            if exc.errno in PASSING_ERRNOS:
+                self._later(path, False, exc)
+            elif exc.errno == errno.ELOOP:
+                self._warn(path, "read", f"{path} is a symbolic link; counted, but its usage is not read")
+            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # gone meanwhile: its removal is applied next
+                self._warn(path, "read", f"cannot read {path}: {exc.strerror}; its usage is not counted")
+            return False
+        self._warned.discard((path, "read"))
+        return changed
 
     def _apply_legacy(self, path: str) -> set[str]:
         old = self._legacy.get(path)
@@ -327,18 +365,26 @@ class Catalog(Source):
                 return set()
             if not exists and self._held(path):
                 return set()
-        if parent == old:
-            return set()
         changed = set()
-        if old is not None:
-            del self._legacy[path]
-            self._legacy_count[old] -= 1
-            if not self._legacy_count[old]:
-                del self._legacy_count[old]
-            changed.add(old)
-        if parent is not None:
-            self._legacy[path] = parent
-            self._legacy_count[parent] = self._legacy_count.get(parent, 0) + 1
+        if parent != old:
+            if old is not None:
+                del self._legacy[path]
+                paths = self._legacy_paths[old]
+                paths.discard(path)
+                if not paths:
+                    del self._legacy_paths[old]
+                changed.add(old)
+            if parent is not None:
+                self._legacy[path] = parent
+                self._legacy_paths.setdefault(parent, set()).add(path)
+                changed.add(parent)
+        if parent is None:
+            self._legacy_readers.pop(path, None)
+            return changed
+        reader = self._legacy_readers.get(path)
+        if reader is None:
+            reader = self._legacy_readers[path] = self._restored_sidechains.pop(path, None) or SidechainReader(path)
+        if self._read_sidechain(reader):
             changed.add(parent)
         return changed
 
@@ -608,10 +654,52 @@ class Catalog(Source):
             "tokens": {"input": tokens[0], "output": tokens[1], "cacheRead": tokens[2], "cacheCreation": tokens[3]},
             "status": status,
             "pid": pid,
-            "subagentCount": len(self._subagents.get(sid, ())) + self._legacy_count.get(sid, 0),
+            "subagentCount": len(self._subagents.get(sid, ())) + len(self._legacy_paths.get(sid, ())),
             "sizeBytes": t.reader.size,
             "version": st.version,
+            "cost": self._cost(sid, t),
         }
+
+    # ------------------------------------------------------------------ usage
+    def usage(self, session_id: str) -> UsageFacts | None:
+        """The session's usage (SPEC 10): its transcript's, every subagent's and legacy sidechain's,
+        each API message once. Built when asked after a change; callers never alter it."""
+        t = self._primary(session_id)
+        return None if t is None else self._usage_of(session_id, t)[0]
+
+    def _cost(self, session_id: str, t: _Transcript) -> dict:
+        cost = self._usage_of(session_id, t)[1]
+        return dict(cost, unpricedModels=list(cost["unpricedModels"]))
+
+    def _usage_of(self, session_id: str, t: _Transcript) -> tuple[UsageFacts, dict]:
+        got = self._usage.get(session_id)
+        if got is None:
+            facts = self._combined_usage(session_id, t)
+            got = self._usage[session_id] = (facts, pricing.session_cost(facts, SOURCE))
+        return got
+
+    def _combined_usage(self, session_id: str, t: _Transcript) -> UsageFacts:
+        """The transcript's facts and its sidechains'. A message in several of the files counts once:
+        in the transcript if it is there, else in the first sidechain (by path) that has it."""
+        st = t.reader.stats
+        out = st.usage.facts.copy()
+        readers = [r for _path, r in sorted(self._subagents.get(session_id, {}).items())]
+        legacy = self._legacy_paths.get(session_id)
+        if legacy:
+            readers += [self._legacy_readers[p] for p in sorted(legacy) if p in self._legacy_readers]
+        main_ids, side_ids = st.message_ids, st.side_ids
+        seen: set[int] = set()
+        for n, r in enumerate(readers, 1):
+            ids = r.ids
+            if not ids:
+                continue
+            if main_ids.isdisjoint(ids) and side_ids.isdisjoint(ids) and seen.isdisjoint(ids):
+                out.merge(r.facts)
+            else:
+                out.merge(r.counter.facts_without(lambda d: d in main_ids or d in side_ids or d in seen))
+            if n < len(readers):
+                seen |= ids
+        return out
 
     def conversation(self, session_id: str):
         """The session's transcript as a conversation, paged from request threads."""
@@ -626,12 +714,19 @@ class Catalog(Source):
         return state.export_state(self, paths)
 
     def scan_cost(self, path: str, size: int) -> int:
-        """Transcripts are what costs (everything else is a listing or a small file)."""
+        """Transcripts are what costs, sidechains' too (everything else is a listing or a small file)."""
         info = self.layout.classify(path)
-        if info.kind is not Kind.TRANSCRIPT:
+        if info.kind is Kind.TRANSCRIPT:
+            t = self._transcripts.get(path) or self._restored.get(path)
+            return max(0, size - t.reader.offset) if t is not None else size
+        if info.kind is Kind.SUBAGENT:
+            r = self._subagents.get(info.session_id, {}).get(path)
+        elif info.kind is Kind.LEGACY_SIDECHAIN:
+            r = self._legacy_readers.get(path)
+        else:
             return 0
-        t = self._transcripts.get(path) or self._restored.get(path)
-        return max(0, size - t.reader.offset) if t is not None else size
+        r = r or self._restored_sidechains.get(path)
+        return max(0, size - r.follower.offset) if r is not None else size
 
     def restore_state(self, data) -> int:
         from helm_monitor.sources.claude import state

@@ -18,7 +18,10 @@ from typing import Union
 
 import msgspec
 
-from helm_monitor.sources.text import as_int, clip, collapse, str_or_none  # noqa: F401  (R.clip etc.)
+from helm_monitor.sources.text import INT_MAX, as_int, clip, collapse, str_or_none  # noqa: F401  (R.clip etc.)
+from helm_monitor.usage.facts import TIER_STARTS, tier_of
+
+TIER_FIRST = TIER_STARTS[0]  # prompts up to this many tokens are in no long-context tier
 
 # A user record whose text starts with one of these is injected by Claude Code
 # (slash-command echoes, shell output, system reminders, background-task
@@ -39,11 +42,18 @@ class Block(msgspec.Struct, gc=False):
     text: Union[str, None] = None
 
 
+class CacheCreation(msgspec.Struct, gc=False):
+    """The breakdown of cache writes: only the 1-hour part is needed (the rest are 5-minute writes)."""
+    ephemeral_1h_input_tokens: Union[int, None] = None
+
+
 class Usage(msgspec.Struct, gc=False):
     input_tokens: Union[int, None] = None
     output_tokens: Union[int, None] = None
     cache_read_input_tokens: Union[int, None] = None
     cache_creation_input_tokens: Union[int, None] = None
+    cache_creation: Union[CacheCreation, None] = None
+    speed: Union[str, None] = None
 
 
 class Message(msgspec.Struct, gc=False):
@@ -106,9 +116,11 @@ def from_dict(rec: dict) -> Record:
             content = None
         usage = message.get("usage")
         if isinstance(usage, dict):
+            cache = usage.get("cache_creation")
+            cache = CacheCreation(as_int(cache.get("ephemeral_1h_input_tokens"))) if isinstance(cache, dict) else None
             usage = Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")),
                           as_int(usage.get("cache_read_input_tokens")),
-                          as_int(usage.get("cache_creation_input_tokens")))
+                          as_int(usage.get("cache_creation_input_tokens")), cache, _str(usage.get("speed")))
         else:
             usage = None
         message = Message(_str(message.get("id")), _str(message.get("model")), usage, content)
@@ -162,10 +174,100 @@ def prompt_of(record: Record) -> str | None:
     return stripped
 
 
-def usage_of(message: Message) -> tuple[int, int, int, int]:
-    """(input, output, cacheRead, cacheCreation) of an assistant message."""
+def counts_of(message: Message) -> tuple[int, int, int, int, int, bool]:
+    """``(input, output, cacheRead, cacheCreation, of which 1-hour writes, fast mode)`` of an
+    assistant message: what both ``tokens`` (SPEC 5) and the usage facts (SPEC 10) count.
+
+    Inlined checks rather than :func:`as_int` per field: called for every assistant record."""
     usage = message.usage
     if usage is None:
-        return (0, 0, 0, 0)
-    return (as_int(usage.input_tokens), as_int(usage.output_tokens), as_int(usage.cache_read_input_tokens),
-            as_int(usage.cache_creation_input_tokens))
+        return 0, 0, 0, 0, 0, False
+    inp, out, read, made = (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens,
+                            usage.cache_creation_input_tokens)
+    cache = usage.cache_creation
+    hour = cache.ephemeral_1h_input_tokens if cache is not None else None
+    return (inp if type(inp) is int and 0 <= inp < INT_MAX else 0,
+            out if type(out) is int and 0 <= out < INT_MAX else 0,
+            read if type(read) is int and 0 <= read < INT_MAX else 0,
+            made if type(made) is int and 0 <= made < INT_MAX else 0,
+            hour if type(hour) is int and 0 <= hour < INT_MAX else 0,
+            usage.speed == "fast")
+
+
+def usage_facts_of(message: Message) -> tuple[tuple[int, int, int, int, int], int, str]:
+    """An assistant message's usage as a facts row counts it (helm_monitor.usage.facts):
+    ``((input, output, cacheRead, cacheWrite5m, cacheWrite1h), tier, speed)``.
+
+    The 1-hour part of the cache writes is the breakdown's; the rest of the total is 5-minute
+    writes (so a breakdown of zeros under a total, as 2.1.330 writes for some requests, counts
+    the total as 5-minute writes, the price Claude Code itself charges then)."""
+    return facts_of(counts_of(message))
+
+
+def facts_of(counts: tuple) -> tuple[tuple[int, int, int, int, int], int, str]:
+    """:func:`usage_facts_of` from :func:`counts_of`'s answer."""
+    inp, out, read, made, hour, fast = counts
+    five = made - hour if made > hour else 0
+    prompt = inp + read + five + hour
+    return ((inp, out, read, five, hour), tier_of(prompt) if prompt > TIER_FIRST else 0, "fast" if fast else "")
+
+
+# --------------------------------------------------------------------------- cost-state
+class ModelCost(msgspec.Struct, gc=False):
+    costUSD: Union[float, None] = None
+
+
+class CostState(msgspec.Struct, gc=False):
+    """A ``cost-state`` record: the running totals of one Claude Code process (``startTime``)."""
+    type: Union[str, None] = None
+    totalCostUSD: Union[float, None] = None
+    startTime: Union[int, float, None] = None
+    modelUsage: Union[dict[str, ModelCost], None] = None
+    hasUnknownModelCost: Union[bool, None] = None
+
+
+_decode_cost_state = msgspec.json.Decoder(CostState).decode
+
+
+def _dollars(value) -> float | None:
+    """A non-negative, finite amount of dollars, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < INT_MAX else None
+
+
+def decode_cost_state(line) -> CostState | None:
+    """The cost-state on ``line`` (bytes-like) if it has the usual shape, else None."""
+    try:
+        return _decode_cost_state(line)
+    except _MSGSPEC_ERRORS:
+        return None
+
+
+def cost_state_from_dict(rec: dict) -> CostState:
+    """A decoded cost-state of any shape, read leniently (a field of an unexpected type is absent)."""
+    models = rec.get("modelUsage")
+    if isinstance(models, dict):
+        models = {k: ModelCost(_dollars(v.get("costUSD"))) for k, v in models.items()
+                  if isinstance(k, str) and isinstance(v, dict)}
+    else:
+        models = None
+    start = rec.get("startTime")
+    return CostState(type=_str(rec.get("type")), totalCostUSD=_dollars(rec.get("totalCostUSD")),
+                     startTime=start if isinstance(start, (int, float)) and not isinstance(start, bool) else None,
+                     modelUsage=models, hasUnknownModelCost=_bool(rec.get("hasUnknownModelCost")))
+
+
+def ledger_of(cs: CostState) -> tuple[float | None, dict[str, float]]:
+    """``(total, {model: dollars})`` of a cost-state: its running totals, amounts checked. A
+    cost-state without per-model figures charges its total to the model ``""``."""
+    models = {}
+    if cs.modelUsage:
+        for model, cost in cs.modelUsage.items():
+            usd = _dollars(cost.costUSD) if cost is not None else None
+            if usd is not None:
+                models[model] = usd
+    total = _dollars(cs.totalCostUSD)
+    if not models and total:
+        models[""] = total
+    return total, models

@@ -5,17 +5,23 @@ JSON-able data; :func:`restore_state` hands it back to a fresh catalog, which
 uses an entry only if the file still has the same inode and has not shrunk
 (then only what was appended is read). Anything odd in the data discards that
 entry, never the session: the file is simply read again.
+
+Transcripts keep their usage facts and ledger with them; subagent transcripts and
+legacy sidechains (read for usage only) are saved as entries of their own.
 """
 
 from __future__ import annotations
 
 from helm_monitor.sources.claude.catalog import Catalog, _Transcript
-from helm_monitor.sources.claude.transcript import SessionStats, TranscriptReader
+from helm_monitor.sources.claude.layout import Kind
+from helm_monitor.sources.claude.sidechain import SidechainReader
+from helm_monitor.sources.claude.transcript import TranscriptReader
+from helm_monitor.sources.claude.usage import Ledger, UsageCounter, row_keys as _row_keys
 from helm_monitor.sources.saved import count as _int, entries
 
 # Bumped whenever what a read derives from the same bytes changes (prompt
-# rules, records recovered behind cut ones): older states are read again.
-FORMAT = 4
+# rules, records recovered behind cut ones, usage facts): older states are read again.
+FORMAT = 5
 _INT_ONLY = {int}
 _STAT_FIELDS = ("first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
                 "summary", "first_prompt", "last_prompt", "session_id")
@@ -27,16 +33,31 @@ def export_reader(reader: TranscriptReader) -> dict | None:
     st = reader.stats
     out = {"inode": reader.inode, "size": reader.size, "mtime": reader.mtime, "ctime": reader.ctime,
            "offset": reader.offset, "tail": reader.tail_check.hex(), "prompts": st.prompt_count, "bad": st.bad_lines, "records": st.records,
-           "ids": list(st.message_ids), "recent": [[k, *u] for k, u in st.recent_usage.items()],
-           "tokens": list(st.tokens)}
+           "ids": list(st.message_ids), **_export_recent(st.recent_usage),
+           "tokens": list(st.tokens), "usage": st.usage.export(), "side": list(st.side_ids),
+           "ledger": st.ledger.export(), "fileMs": st.file_ms}
     for name in _STAT_FIELDS:
         out[name] = getattr(st, name)
     return out
 
 
+def _export_recent(recent) -> dict:
+    """The latest messages: ``[digest, *counts (fast mode as 0/1), row or -1]``, rows listed apart."""
+    out, keys, at = [], [], {}
+    for k, (counts, row) in recent.items():
+        i = -1
+        if row is not None:
+            i = at.get(row)
+            if i is None:
+                i = at[row] = len(keys)
+                keys.append(list(row))
+        out.append([k, *counts[:5], 1 if counts[5] else 0, i])
+    return {"recent": out, "recentRows": keys}
+
+
 def restore_reader(path: str, data: dict) -> TranscriptReader:
     reader = TranscriptReader(path)
-    st = SessionStats()
+    st = reader.stats
     for name in _STAT_FIELDS:
         value = data[name]
         if value is not None and not isinstance(value, str):
@@ -50,17 +71,25 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
     if type(ids) is not list or not set(map(type, ids)) <= _INT_ONLY:
         raise ValueError("ids")
     st.message_ids = set(ids)
+    rows = _row_keys(data["recentRows"])
     for entry in data["recent"]:
-        if type(entry) is not list or len(entry) != 5 or entry[0] not in st.message_ids:
+        if type(entry) is not list or len(entry) != 8 or entry[0] not in st.message_ids:
             raise ValueError("recent")
-        usage = tuple(entry[1:])
-        if not set(map(type, usage)) <= _INT_ONLY or min(usage) < 0:
+        counts = entry[1:7]
+        if not set(map(type, entry)) <= _INT_ONLY or min(counts) < 0 or counts[5] > 1 or not -1 <= entry[7] < len(rows):
             raise ValueError("recent")
-        st.recent_usage[entry[0]] = usage
+        counts[5] = counts[5] == 1
+        st.recent_usage[entry[0]] = (tuple(counts), rows[entry[7]] if entry[7] >= 0 else None)
     st.tokens = [_int(x) for x in data["tokens"]]
     if len(st.tokens) != 4:
         raise ValueError("tokens")
-    reader.stats = st
+    side = data["side"]
+    if type(side) is not list or not set(map(type, side)) <= _INT_ONLY:
+        raise ValueError("side")
+    st.side_ids = set(side)
+    st.usage = UsageCounter.restore(data["usage"], known=st.message_ids, also_known=st.side_ids)
+    st.ledger = Ledger.restore(data["ledger"])
+    st.file_ms = _int(data["fileMs"])
     reader.inode = _int(data["inode"])
     reader.size = _int(data["size"])
     reader.offset = _int(data["offset"])
@@ -72,17 +101,39 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
     return reader
 
 
+def _sidechains(catalog: Catalog) -> dict[str, SidechainReader]:
+    out = dict(catalog._legacy_readers)
+    for readers in catalog._subagents.values():
+        out.update(readers)
+    return out
+
+
 def export_state(catalog: Catalog, paths=None) -> dict:
     readers = {}
+    sidechains = {}
     if paths is None:
         chosen = catalog._transcripts.items()
+        chosen_sidechains = _sidechains(catalog).items()
     else:
         chosen = [(p, catalog._transcripts[p]) for p in paths if p in catalog._transcripts]
+        chosen_sidechains = []
+        for p in paths:
+            info = catalog.layout.classify(p)
+            if info.kind is Kind.SUBAGENT:
+                r = catalog._subagents.get(info.session_id, {}).get(p)
+            elif info.kind is Kind.LEGACY_SIDECHAIN:
+                r = catalog._legacy_readers.get(p)
+            else:
+                continue
+            if r is not None:
+                chosen_sidechains.append((p, r))
     for path, t in chosen:
         data = export_reader(t.reader)
         if data is not None:
             readers[path] = [t.project, t.session_id, data]
-    return {"format": FORMAT, "root": catalog.layout.root, "readers": readers}
+    for path, r in chosen_sidechains:
+        sidechains[path] = r.export()
+    return {"format": FORMAT, "root": catalog.layout.root, "readers": readers, "sidechains": sidechains}
 
 
 def restore_state(catalog: Catalog, state: dict) -> int:
@@ -94,10 +145,18 @@ def restore_state(catalog: Catalog, state: dict) -> int:
             info = catalog.layout.classify(path)
             if info.project != project or info.session_id != session_id:
                 continue
-            t = _Transcript(path, project, session_id)
-            t.reader = restore_reader(path, data)
-        except (ValueError, TypeError, KeyError):
+            t = _Transcript(path, project, session_id, restore_reader(path, data))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             continue
         catalog.offer_restored(path, t)
+        restored += 1
+    for path, data in entries(state, FORMAT, catalog.layout.root, "sidechains").items():
+        try:
+            if catalog.layout.classify(path).kind not in (Kind.SUBAGENT, Kind.LEGACY_SIDECHAIN):
+                continue
+            reader = SidechainReader.restore(path, data)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            continue
+        catalog.offer_restored_sidechain(path, reader)
         restored += 1
     return restored

@@ -7,6 +7,9 @@ file that shrinks or is replaced (another inode) is read again from the start.
 Most of a 2.1.330 transcript's bytes are bookkeeping (attachments, copies of
 API requests, file-history snapshots) that the session list never needs; such
 lines are recognised by their first bytes and skipped without JSON parsing.
+``cost-state`` lines, Claude Code's own ledger, are bookkeeping too but read for
+usage (SPEC 10): recognised by their first bytes as well, and decoded alone.
+The usage facts (helm_monitor.sources.claude.usage) are kept in the same pass.
 
 A record cut off mid-write (a crash, a full disk) and then appended to (as
 ``--resume`` does) leaves the appended record on the same physical line as
@@ -30,7 +33,9 @@ from collections import OrderedDict
 from hashlib import blake2b
 
 from helm_monitor.sources.claude import records as R
+from helm_monitor.sources.claude.usage import Ledger, UsageCounter, bucket_at
 from helm_monitor.sources.redact import redact, redact_head
+from helm_monitor.usage.facts import bucket_of, ms_of, tier_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,9 @@ _PREFIX_BYTES = 512
 # Record types read for the session list; every other type is bookkeeping.
 WANTED_TYPES = frozenset({b"user", b"assistant", b"summary", b"ai-title", b"custom-title", b"agent-name"})
 _TYPE_FIRST = b'{"type":"'
+# Claude Code's ledger (running totals of what it charged): bookkeeping for the session list,
+# read for usage. Small (about 1 KB) and a few a turn: recognised by its first bytes, decoded alone.
+_COST_STATE = b'{"type":"cost-state"'
 # Conversation records put parentUuid and isSidechain first; an attachment
 # (the bulk of a 2.1.330 file) names its payload third.
 _ATTACHMENT_RE = re.compile(rb'\{"parentUuid":(?:null|"[^"]{0,80}"),"isSidechain":(?:true|false),"attachment":')
@@ -138,12 +146,13 @@ def _masked(value) -> str | None:
 
 
 class SessionStats:
-    """Running totals of one transcript: everything SPEC section 5 derives from records."""
+    """Running totals of one transcript: everything SPEC section 5 derives from records, and its
+    usage facts and ledger (SPEC 10)."""
 
     __slots__ = (
         "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
         "summary", "first_prompt", "last_prompt", "prompt_count", "message_ids", "recent_usage", "tokens",
-        "bad_lines", "records", "session_id", "_raw_first", "_raw_last",
+        "bad_lines", "records", "session_id", "usage", "side_ids", "ledger", "file_ms", "_raw_first", "_raw_last",
     )
 
     def __init__(self) -> None:
@@ -164,12 +173,22 @@ class SessionStats:
         # million of them: ints take a quarter of the memory of the id strings).
         self.message_ids: set[int] = set()
         # Usage of the latest messages: the records of one message are written
-        # together, and the last record's usage is the one that counts.
-        self.recent_usage: OrderedDict[int, tuple[int, int, int, int]] = OrderedDict()
+        # together, and the last record's usage is the one that counts. Message id ->
+        # (records.counts_of, the usage facts row it is counted in or None).
+        self.recent_usage: OrderedDict[int, tuple[tuple, tuple | None]] = OrderedDict()
         self.tokens = [0, 0, 0, 0]
         self.bad_lines = 0
         self.records = 0
         self.session_id: str | None = None
+        # Usage facts (SPEC 10): every distinct API message, sidechain records of this file included
+        # (``tokens`` counts the main chain only, SPEC 5), and the ledger of cost-state records.
+        # Main-chain messages are tracked in recent_usage, the counter's own recent ones are sidechains'.
+        self.usage = UsageCounter()
+        # Sidechain message ids met in this file (main-chain ones are in message_ids).
+        self.side_ids: set[int] = set()
+        self.ledger = Ledger()
+        # The file's mtime (ms) at this read: the time of usage no record dates.
+        self.file_ms = 0
         self._raw_first: str | None = None
         self._raw_last: str | None = None
 
@@ -218,35 +237,49 @@ class SessionStats:
                 self._raw_last = prompt
         elif kind == "assistant":
             message = rec.message
-            if rec.isSidechain is True or message is None:
+            if message is None:
                 return
             model = message.model
+            mid = message.id
+            if rec.isSidechain is True:
+                if mid:
+                    self._count_side(message_key(mid), rec.timestamp, model, R.counts_of(message))
+                return
             if model and model != "<synthetic>":
                 self.model = model
-            mid = message.id
             if not mid:
                 return
-            usage = R.usage_of(message)
             key = message_key(mid)
+            counts = R.counts_of(message)
             recent = self.recent_usage
             tokens = self.tokens
             old = recent.get(key)
             if old is not None:
                 # Another record of a recent message: its latest usage replaces the earlier.
-                tokens[0] -= old[0]
-                tokens[1] -= old[1]
-                tokens[2] -= old[2]
-                tokens[3] -= old[3]
                 recent.move_to_end(key)
-            elif key in self.message_ids:
+                old_counts, row = old
+                if old_counts == counts and (row is None or row[1] == (model or "")):
+                    return  # the usual case: a message's blocks repeat its usage
+                tokens[0] += counts[0] - old_counts[0]
+                tokens[1] += counts[1] - old_counts[1]
+                tokens[2] += counts[2] - old_counts[2]
+                tokens[3] += counts[3] - old_counts[3]
+                if row is not None:
+                    row = self._replace_usage(row, model or "", old_counts, counts)
+                recent[key] = (counts, row)
+                return
+            if key in self.message_ids:
                 return  # a message seen long ago, written again: counted once, as first seen
-            else:
-                self.message_ids.add(key)
-            tokens[0] += usage[0]
-            tokens[1] += usage[1]
-            tokens[2] += usage[2]
-            tokens[3] += usage[3]
-            recent[key] = usage
+            self.message_ids.add(key)
+            tokens[0] += counts[0]
+            tokens[1] += counts[1]
+            tokens[2] += counts[2]
+            tokens[3] += counts[3]
+            row = None
+            # Claude Code's own stand-in replies (``<synthetic>``) made no API call: no usage.
+            if model != "<synthetic>" and key not in self.side_ids:
+                row = self._add_usage(rec.timestamp, model or "", counts)
+            recent[key] = (counts, row)
             if len(recent) > RECENT_MESSAGES:
                 recent.popitem(last=False)
         elif kind == "summary":
@@ -257,6 +290,64 @@ class SessionStats:
             self.custom_title = _masked(rec.customTitle) or self.custom_title
         elif kind == "agent-name":
             self.custom_title = _masked(rec.agentName) or self.custom_title
+
+    def _bucket(self, timestamp: str | None) -> int:
+        """The bucket of a message's first record: its time, else the last time read, else the file's."""
+        bucket = bucket_at(timestamp)
+        if bucket is None:
+            bucket = bucket_at(self.last_ts)
+            if bucket is None:
+                bucket = bucket_of(self.file_ms)
+        return bucket
+
+    def _add_usage(self, timestamp: str | None, model: str, counts: tuple) -> tuple:
+        """A new main-chain message's usage facts (SPEC 10). Returns its row key. Inlined
+        (:func:`records.facts_of`, UsageFacts.add): once per message of every history read."""
+        inp, out, read, made, hour, fast = counts
+        five = made - hour if made > hour else 0
+        prompt = inp + read + five + hour
+        row = (self._bucket(timestamp), model, tier_of(prompt) if prompt > R.TIER_FIRST else 0, "fast" if fast else "")
+        rows = self.usage.facts.rows
+        n = rows.get(row)
+        if n is None:
+            rows[row] = [inp, out, read, five, hour, 1]
+        else:
+            n[0] += inp
+            n[1] += out
+            n[2] += read
+            n[3] += five
+            n[4] += hour
+            n[5] += 1
+        return row
+
+    def _replace_usage(self, row: tuple, model: str, old: tuple, counts: tuple) -> tuple:
+        """A later record of a recent message: its usage replaces the earlier, in the same bucket."""
+        facts = self.usage.facts
+        tokens, tier, speed = R.facts_of(old)
+        facts.add(row[0], row[1], tokens, tier=row[2], speed=row[3], sign=-1)
+        tokens, tier, speed = R.facts_of(counts)
+        return facts.add(row[0], model, tokens, tier=tier, speed=speed)
+
+    def _count_side(self, key: int, timestamp: str | None, model: str | None, counts: tuple) -> None:
+        """A sidechain record of this file: in the usage facts, not in ``tokens`` (SPEC 5)."""
+        counter = self.usage
+        known = key in self.message_ids or key in self.side_ids
+        self.side_ids.add(key)
+        if model == "<synthetic>":
+            return
+        model = model or ""
+        tokens, tier, speed = R.facts_of(counts)
+        if counter.replace(key, model, tokens, tier, speed) is None and not known:
+            counter.add(key, self._bucket(timestamp), model, tokens, tier, speed)
+
+    def apply_cost_state(self, cs: R.CostState) -> None:
+        """A ``cost-state`` record, dated by the last dated record before it (it carries no time)."""
+        total, models = R.ledger_of(cs)
+        start = cs.startTime
+        ts = ms_of(self.last_ts)
+        if ts is None:
+            ts = int(start) if isinstance(start, (int, float)) and 0 < start < 1e15 else self.file_ms
+        self.ledger.apply(self.usage.facts, ts, start, total, models, cs.hasUnknownModelCost is True)
 
 
 class TranscriptReader:
@@ -320,6 +411,8 @@ class TranscriptReader:
             self.mtime = st.st_mtime
             self.ctime = st.st_ctime
             if st.st_size > self.offset:
+                self.stats.file_ms = int(st.st_mtime * 1000)
+                self.stats.usage.materialize()
                 os.lseek(fd, self.offset, os.SEEK_SET)
                 remaining = st.st_size - self.offset
                 while remaining > 0:
@@ -416,7 +509,8 @@ class TranscriptReader:
             # Look at the line's first bytes once; a long line is then only collected.
             self._pending_checked = True
             pending = self._pending
-            if self._skippable(pending, 0, size) and _wanted_start(pending, 1, size) < 0:
+            if (self._skippable(pending, 0, size) and not pending.startswith(_COST_STATE)
+                    and _wanted_start(pending, 1, size) < 0):
                 self._note_skipped(pending, 0, size)
                 self._drop_pending()
                 self._skipping = True
@@ -511,6 +605,9 @@ class TranscriptReader:
         """One physical line; ``glued`` > 0: the part of a line in front of a record glued to it."""
         skippable = self._skippable(buf, start, end)
         if skippable and not glued:
+            if buf.startswith(_COST_STATE, start) and (self._cost_state(buf, start, end)
+                                                       or self._split_glued(buf, start, end, 0)):
+                return  # (not whole: cut mid-write, the records glued behind it are read)
             # A needed record glued behind a skipped one is searched for, not parsed for.
             self._skipped_line(buf, start, end)
             return
@@ -536,6 +633,8 @@ class TranscriptReader:
 
     def _record(self, rec: dict | R.Record, buf: bytes, start: int, end: int, skippable: bool | None = None) -> None:
         if skippable if skippable is not None else self._skippable(buf, start, end):
+            if buf.startswith(_COST_STATE, start):
+                self._cost_state(buf, start, end, rec if isinstance(rec, dict) else None)
             self._note_skipped(buf, start, end)
             return
         if isinstance(rec, dict):
@@ -547,6 +646,24 @@ class TranscriptReader:
         except Exception:  # a record of a shape never seen: skip it, keep the session
             log.debug("record skipped in %s", self.path, exc_info=True)
             self._bad("a record has an unexpected shape")
+
+    def _cost_state(self, buf, start: int, end: int, rec: dict | None = None) -> bool:
+        """Read a cost-state record (``buf[start:end]``) into the ledger. False if it is no whole record."""
+        line = memoryview(buf)[start:end] if (start or end != len(buf)) else buf
+        cs = R.decode_cost_state(line)
+        if cs is None:
+            rec = rec if rec is not None else _object(line)
+            if rec is None:
+                return False
+            cs = R.cost_state_from_dict(rec)
+        if self._undated:
+            self._date_skipped()  # the last dated record before it dates it, skipped ones included
+        try:
+            self.stats.apply_cost_state(cs)
+        except Exception:  # a record of a shape never seen: skip it, keep the session
+            log.debug("cost-state skipped in %s", self.path, exc_info=True)
+            self._bad("a record has an unexpected shape")
+        return True
 
     def _tentative_line(self, line: bytearray) -> None:
         """A line collected from a record start found inside a long skipped line."""
