@@ -14,6 +14,7 @@ missing=()
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)  # team mode: each test starts its own
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs ccusage, the usage cross-check's oracle
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -26,6 +27,8 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,team]'
+# ccusage (npm), the oracle of tests/test_usage_ccusage.py; without npm it says so and that test skips
+scripts/install-ccusage.sh
 # Most of the suite's time is waiting (servers, browsers, debounce windows), so it runs on
 # more pytest-xdist workers than a small machine has cores; each worker is handed one test at a
 # time (the slow ones first: tests/conftest.py). HELM_TEST_WORKERS=0 runs everything in one

@@ -105,3 +105,25 @@ def test_team_quick_run_converges_and_resumes_without_loss(tmp_path):
     res = json.loads((BENCH / "results" / "team-quick.json").read_text())
     assert res["quick"] and res["verdicts"]["state_equals_truth"], res["state"]
     assert res["resume"]["resumed"] == res["resume"]["cut"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_usage_quick_run_measures_queries_and_both_cold_starts(tmp_path):
+    """bench/usage.py --quick: /api/usage a year by day (three groupings) over a history that has usage,
+    and cold starts of this tree and of the commit before issue 13."""
+    env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCH / "usage.py"), "--quick"], capture_output=True, text=True,
+                          timeout=280, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((BENCH / "results" / "usage-quick.json").read_text())
+    assert res["quick"] and res["counted"], res["queries"]
+    runs = res["queries"]["runs"]
+    assert set(runs) == {"none", "model", "project"}
+    for by, r in runs.items():
+        assert r["n"] == 10 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"], (by, r)
+        assert r["days"] >= 365 and r["buckets"] > 0 and r["total_tokens"] > 0, (by, r)
+    assert runs["model"]["groups"] > 1 and runs["project"]["groups"] > 1
+    for kind in ("cold", "restart"):
+        s = res["cold_start"]["summary"][kind]
+        assert s["base_median_s"] > 0 and s["head_median_s"] > 0, s
