@@ -396,6 +396,9 @@ class Monitor:
 
     def _initial_scan(self) -> None:
         self.scanning = True
+        if self.usage is not None:
+            from helm_monitor.usage import pricing
+            self._offload(pricing.warm)
         if self._state_cache is not None:
             self._offload(lambda: self._state_cache.load_into(self.catalog))
 

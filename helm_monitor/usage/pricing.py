@@ -54,6 +54,16 @@ def _get_snapshot():
     return _snapshot
 
 
+def warm() -> None:
+    """Import the price table now (0.3-0.4 s holding the interpreter), before sessions are read:
+    not at the first session's cost, while streams wait on it."""
+    try:
+        _get_snapshot()
+        units("claude-opus-5-5", "claude-code", 0)
+    except Exception:  # pricing that cannot load says so when it is used
+        log.exception("loading genai-prices failed")
+
+
 def split_model(model: str, source: str) -> tuple[str, str | None]:
     """``(model id, genai-prices provider id or None)`` for a row's model of ``source``."""
     provider = SOURCE_PROVIDERS.get(source)
