@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = config_from_args(args)
-        from helm_monitor.web.security import check_bind
+        from helm_monitor.config import check_bind
         check_bind(cfg.host, cfg.token, cfg.behind_auth_proxy)
     except ConfigError as exc:
         print(f"helm-monitor: error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ Every option of SPEC section 2 has one name here. The command line
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -284,3 +285,35 @@ def _float(name: str, value: str) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+# -- bind (here, not in web.security: the command checks it before it imports Flask) --
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback_bind(host: str) -> bool:
+    """True when listening on ``host`` is reachable only from this machine."""
+    host = host.strip()
+    if host.startswith("unix:"):
+        return True
+    name = host.lower().rstrip(".")
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_bind(host: str, token: str | None, behind_auth_proxy: bool) -> None:
+    """Refuse (ConfigError) to listen beyond loopback with nobody checking who connects."""
+    if is_loopback_bind(host) or (token and token.strip()) or behind_auth_proxy:
+        return
+    raise ConfigError(
+        f"refusing to listen on {host or 'every address'!r}: it is not a loopback address and no "
+        "access token is set, so anyone who can reach it could read every transcript. "
+        "Set a token (--token-file, HELM_TOKEN_FILE, --token or HELM_TOKEN), bind 127.0.0.1 "
+        "behind a reverse proxy, or pass --behind-auth-proxy if a proxy that authenticates "
+        "users stands in front."
+    )

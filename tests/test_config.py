@@ -71,3 +71,16 @@ def test_the_command_refuses_a_bad_source_before_serving():
     assert proc.returncode == 2
     assert "helm-monitor: error: sources must be some of" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_command_forks_its_scan_and_workers_without_importing_flask():
+    """gunicorn's arbiter never serves (preload_app is off): Flask (0.1 s) is the workers' to import,
+    not in front of the first scan's processes and every worker's fork."""
+    import subprocess
+    import sys
+    code = ("import sys; import helm_monitor.cli, helm_monitor.server.app, helm_monitor.server.runtime, "
+            "helm_monitor.live.scan, helm_monitor.live.sources; from helm_monitor.config import check_bind; "
+            "check_bind('127.0.0.1', None, False); print(sorted(m for m in ('flask', 'werkzeug', 'jinja2', "
+            "'genai_prices', 'gevent') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -431,6 +431,9 @@ def history(claude, n: int = 3) -> list:
     return sessions
 
 
+PRICES = "usage-prices.json"  # the unit prices worked out (helm_monitor.live.usage), beside the state
+
+
 def cache_warnings(server) -> list[str]:
     return log_lines(server, "cannot write cache", "helm_monitor.live.cache")
 
@@ -451,7 +454,7 @@ def test_read_only_cache_directory(claude, server_factory, tmpfs):
     sessions = history(claude)
     serve_and_write(server_factory, claude, env, sessions[0])
     saved = {p.name: p.read_bytes() for p in cache.iterdir()}
-    assert len(saved) == 1
+    assert sorted(saved) == sorted([PRICES, *[p.name for p in cache.glob("state-*.json")]]), sorted(saved)
     remount(cache, "ro")
     sessions[1].turn("while the cache is read-only", "ok")
     # Saves after the first scan and at the stop: both fail, one warning.
@@ -481,7 +484,7 @@ def test_full_cache_directory(claude, server_factory, tmpfs):
     env = {"HELM_CACHE_DIR": str(cache)}
     sessions = history(claude)
     serve_and_write(server_factory, claude, env, sessions[0])
-    [state_file] = cache.iterdir()
+    [state_file] = cache.glob("state-*.json")
     saved = state_file.read_bytes()
     fd = os.open(cache / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
     try:  # fill it up
@@ -498,7 +501,7 @@ def test_full_cache_directory(claude, server_factory, tmpfs):
     assert len(warned) == 1, srv.log()
     assert "No space left on device" in warned[0]
     # The last good file is untouched; no half-written file is left to fill it further.
-    assert sorted(p.name for p in cache.iterdir()) == sorted([state_file.name, "filler"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([state_file.name, PRICES, "filler"])
     assert state_file.read_bytes() == saved
     # A restart trusts the old file only where it still matches: the sessions are today's.
     srv = server_factory(claude.root, env=env)
@@ -512,7 +515,7 @@ def test_a_cut_cache_file_is_never_trusted(claude, server_factory, tmp_path):
     env = {"HELM_CACHE_DIR": str(tmp_path / "cache")}
     sessions = history(claude)
     serve_and_write(server_factory, claude, env, sessions[0])
-    [state_file] = (tmp_path / "cache").iterdir()
+    [state_file] = (tmp_path / "cache").glob("state-*.json")
     whole = state_file.read_bytes()
     for cut in (len(whole) // 2, len(whole) - 1):
         state_file.write_bytes(whole[:cut])

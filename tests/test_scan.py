@@ -19,6 +19,7 @@ import pytest
 from helm_monitor.live import scan
 from helm_monitor.live.monitor import Monitor
 from helm_monitor.live.service import LiveService
+from helm_monitor.live.sources import SourceSet
 from helm_monitor.sources.claude.catalog import Catalog
 from tests.support.claude import ClaudeDir
 from tests.support.server import wait_until
@@ -303,3 +304,15 @@ def test_scan_processes_hold_nothing_of_the_worker(history, shared_out, monkeypa
         _peer.close()
     found = {p.read_text() for p in seen.iterdir()}
     assert found == {"closed"}, found
+
+
+def test_what_only_adds_to_sessions_is_read_last(history, shared_out):
+    """Subagent transcripts make no session of their own: every session is listed before they are read."""
+    catalog = Catalog(history)
+    plan = scan.ParallelScan.plan(SourceSet([catalog], "h"), scan.listing(catalog), 2, lambda path: set())
+    late = [catalog.scan_late(p) for p in plan.paths]
+    assert any(late) and not all(late)
+    assert late == sorted(late), "a subagent transcript is read before a session's transcript"
+    mains = [p for p in plan.paths if not catalog.scan_late(p)]
+    mtimes = [os.stat(p).st_mtime for p in mains]
+    assert mtimes == sorted(mtimes, reverse=True)  # newest first

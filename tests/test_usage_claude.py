@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from helm_monitor.sources.claude.catalog import Catalog
 from helm_monitor.sources.claude.transcript import TranscriptReader
-from helm_monitor.usage.facts import BUCKET_MS, UsageFacts, ms_of, tier_of
+from helm_monitor.sources.claude import usage as claude_usage
+from helm_monitor.usage.facts import BUCKET_MS, UsageFacts, bucket_of, ms_of, tier_of
 from tests.support.claude import append
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -466,7 +469,23 @@ def test_state_handed_over_per_file_equals_reading_here(claude):
         assert pump.session(s.id) == alone.session(s.id)
 
 
-@pytest.mark.parametrize("spoil", ["usage", "side", "ledger", "sidechain", "sidechain-log", "order"])
+def test_bucket_of_a_timestamp_from_the_hour_cache_equals_parsing_it():
+    rng = random.Random(7)
+    stamps = ["2026-03-29T01:59:59.999Z", "2026-03-29T02:00:00Z", "2026-10-25T00:44:59Z", "2026-12-31T23:45:01.5Z",
+              "2026-02-30T10:00:00Z", "2026-01-01T10:7x:00Z", "2026-01-01T10:60:00Z", "2026-01-01T24:00:00Z",
+              "2026-01-01T10:1\u00b2:00Z", "2026-01-01T10:15:00+02:00", "2026-01-01T10:15:00", "garbage-but-long-enoughZ"]
+    for _ in range(2000):
+        ms = rng.randrange(1_600_000_000_000, 1_900_000_000_000)
+        stamps.append(datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+    claude_usage._BUCKETS.clear()
+    claude_usage._HOURS.clear()
+    for _ in range(2):  # parsed, then cached
+        for ts in stamps:
+            ms = ms_of(ts)  # the reference: a whole parse
+            assert claude_usage.bucket_at(ts) == (None if ms is None else bucket_of(ms)), ts
+
+
+@pytest.mark.parametrize("spoil", ["usage", "side", "ledger", "sidechain", "sidechain-log", "order", "recent"])
 def test_odd_saved_usage_is_read_again_never_a_crash(claude, spoil):
     sessions = _history(claude)
     fresh = scan(claude.root)
@@ -484,8 +503,12 @@ def test_odd_saved_usage_is_read_again_never_a_crash(claude, spoil):
         state["sidechains"][side]["usage"]["recent"] = [[1, 2, 3]]
     elif spoil == "sidechain-log":
         state["sidechains"][side]["usage"]["log"] = "AAAA"
-    else:
+    elif spoil == "order":
         state["sidechains"][side]["usage"]["order"] = "middle"
+    else:  # a latest message that is none of the file's messages
+        recent = next(r[2]["recent"] for r in readers.values() if r[2]["recent"])
+        recent[0] = 12345
+        path = next(p for p, r in readers.items() if r[2]["recent"] is recent)
     c = _restarted(claude, state)
     for s in sessions:
         assert c.usage(s.id) == fresh.usage(s.id)

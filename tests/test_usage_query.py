@@ -210,3 +210,68 @@ def test_a_range_starting_inside_a_week_or_month_keeps_that_partial_bucket():
     # a message before the range, in the same month, is not counted
     idx = index_with("2026-11-01T10:00:00Z", "2026-11-03T10:00:00Z")
     assert idx.query(start="2026-11-02", end="2026-12-01", tz="UTC", bucket="month")["totals"]["messages"] == 1
+
+
+# ------------------------------------------------------------------ unit prices saved for a restart
+_PRICE_RUN = r"""
+import json, sys
+from helm_monitor.live.usage import UsageIndex
+from helm_monitor.usage import pricing
+from helm_monitor.usage.facts import UsageFacts, ms_of
+facts = UsageFacts()
+for ts, model in [("2026-11-30T10:00:00Z", "claude-opus-5-5"), ("2026-12-01T09:00:00Z", "claude-sonnet-5"),
+                  ("2026-12-01T09:30:00Z", "claude-unknown-9")]:
+    facts.add(ms_of(ts), model, (1000, 2000, 3000, 400, 50))
+idx = UsageIndex(cache_dir=sys.argv[1])
+taken = idx.load_prices()
+cost = pricing.session_cost(facts, "claude-code")
+saved = idx.save()
+print(json.dumps({"taken": taken, "cost": cost, "imported": "genai_prices" in sys.modules, "saved": saved,
+                  "unpriced": sorted(pricing.unpriced_models())}))
+"""
+
+
+def _price_run(cache_dir) -> dict:
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _PRICE_RUN, str(cache_dir)], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_saved_unit_prices_price_a_restart_without_the_table(tmp_path):
+    first = _price_run(tmp_path)
+    assert first["taken"] == 0 and first["imported"] and first["saved"]
+    assert first["cost"]["basis"] == "list-price" and first["cost"]["usd"] > 0
+    assert first["cost"]["unpricedModels"] == ["claude-unknown-9"] == first["unpriced"]
+    saved = (tmp_path / "usage-prices.json").read_bytes()
+    # A restart over the same history: the same cost, the unknown model still unpriced, no import.
+    again = _price_run(tmp_path)
+    assert again["taken"] >= 3 and not again["imported"]
+    assert again["cost"] == first["cost"] and again["unpriced"] == first["unpriced"]
+    assert (tmp_path / "usage-prices.json").read_bytes() == saved  # nothing new: not written again
+    # Saved by another price table (a genai-prices upgrade): worked out again from the table.
+    import json
+    doc = json.loads(saved)
+    doc["table"] = "another table"
+    (tmp_path / "usage-prices.json").write_text(json.dumps(doc))
+    other = _price_run(tmp_path)
+    assert other["taken"] == 0 and other["imported"] and other["cost"] == first["cost"]
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda d: d.update(format=99),
+    lambda d: d["units"].append(["m", "claude-code", 86_400_000, 0, "", [1, 2, 3]]),
+    lambda d: d["units"].append(["m", "claude-code", 1234, 0, "", None]),
+    lambda d: d["units"].append(["m", "claude-code", 86_400_000, 0, "", [-1, 0, 0, 0, 0]]),
+    lambda d: d["units"].append(["m", "claude-code", 86_400_000, "0", "", None]),
+    lambda d: d.update(unpriced={"m": 3}),
+    lambda d: d.update(units="all of them"),
+])
+def test_odd_saved_unit_prices_are_not_believed(spoil):
+    doc = {"format": pricing.UNITS_FORMAT, "table": pricing.table_identity(),
+           "units": [["claude-x", "claude-code", 86_400_000, 0, "", [1e-6, 2e-6, 3e-7, 4e-6, 5e-6]]], "unpriced": {}}
+    spoil(doc)
+    assert pricing.import_units(doc) == 0
+    assert pricing.units("claude-x", "claude-code", 86_400_000 + 5) is None  # not taken in: no such model

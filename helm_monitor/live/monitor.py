@@ -32,6 +32,7 @@ never freeze open streams.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -41,6 +42,7 @@ from typing import Callable
 from helm_monitor.live import scan
 from helm_monitor.live.sources import SourceSet
 from helm_monitor.live.store import SessionStore
+from helm_monitor.usage import pricing
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,12 @@ class Monitor:
 
     # ------------------------------------------------------------ the loop
     def _run(self) -> None:
+        collecting = gc.isenabled()
+        # The first scan builds what the process keeps (saved states, usage facts, sessions) and
+        # frees little: cyclic collections while it runs cost a third of restoring a saved state
+        # and find nothing. Collecting starts again once it is served (not frozen away: /healthz
+        # counts greenlets among the collector's objects).
+        gc.disable()
         try:
             self._initial_scan()
         except Exception:
@@ -187,6 +195,11 @@ class Monitor:
             self.scanning = False
             self.ready.set()
         self._save_state()
+        if self.usage is not None:
+            self._offload(pricing.warm)  # loaded now if saved prices stood in: a new day or model needs it
+        if collecting:
+            gc.collect()  # what the scan (and requests meanwhile) left in cycles
+            gc.enable()
         next_liveness = time.monotonic() + self.liveness_interval_s
         next_structure = time.monotonic() + STRUCTURE_CHECK_S
         next_save = time.monotonic() + STATE_SAVE_INTERVAL_S
@@ -396,8 +409,10 @@ class Monitor:
 
     def _initial_scan(self) -> None:
         self.scanning = True
-        if self.usage is not None:
-            from helm_monitor.usage import pricing
+        # The unit prices of the last run price a known history without the price table (whose
+        # import would hold every stream for 0.1-0.3 s); without them the table is loaded now,
+        # before sessions are read, not at the first session's cost while streams wait on it.
+        if self.usage is not None and not self._offload(self.usage.load_prices):
             self._offload(pricing.warm)
         if self._state_cache is not None:
             self._offload(lambda: self._state_cache.load_into(self.catalog))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import array
 import errno
 import fcntl
+import gc
 import importlib
 import logging
 import os
@@ -76,7 +77,7 @@ class ParallelScan:
     def __init__(self, catalog, paths: list[str], shards: list[list[int]], total_bytes: int,
                  apply: Callable[[str], set[str]]):
         self.catalog = catalog
-        self.paths = paths  # the heavy paths, newest first
+        self.paths = paths  # the heavy paths, newest first (what only adds to sessions last)
         self.total_bytes = total_bytes
         self._apply = apply  # the pump's: applies a path here, logging a reader's bug
         self._shards = shards
@@ -103,19 +104,20 @@ class ParallelScan:
             source = catalog.owner(path)
             cost = source.scan_cost(path, size) if source is not None else 0
             if cost > 0:
-                heavy.append((mtime, cost, path))
+                heavy.append((source.scan_late(path), -mtime, cost, path))
                 total += cost
         if total < MIN_PARALLEL_BYTES:
             return None
-        heavy.sort(key=lambda h: -h[0])  # newest first: the sessions a user looks for first
+        # Newest first (the sessions a user looks for first), what only adds to sessions last.
+        heavy.sort(key=lambda h: (h[0], h[1]))
         workers = min(workers, len(heavy))
         shards: list[list[int]] = [[] for _ in range(workers)]
         loads = [0] * workers
-        for i, (_mtime, cost, _path) in enumerate(heavy):
+        for i, (_late, _age, cost, _path) in enumerate(heavy):
             least = loads.index(min(loads))
             shards[least].append(i)
             loads[least] += cost
-        return cls(catalog, [h[2] for h in heavy], shards, total, apply)
+        return cls(catalog, [h[3] for h in heavy], shards, total, apply)
 
     @property
     def heavy(self) -> set[str]:
@@ -189,6 +191,7 @@ class ParallelScan:
         return r
 
     def _child(self, w: int, shard: list[int] | None, work: int | None) -> None:
+        gc.disable()  # a short-lived process that frees little: cyclic collection would find nothing
         for name in _RESET_SIGNALS:
             sig = getattr(signal, name, None)
             if sig is not None:

@@ -19,6 +19,7 @@ from typing import Callable
 
 import orjson
 
+from helm_monitor.usage import pricing
 from helm_monitor.usage import query as Q
 from helm_monitor.usage.facts import BUCKET_MS, UsageFacts, bucket_of
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 WAITING = "waiting"
 WAITING_FILE = "usage-waiting.json"
 WAITING_FORMAT = 1
+PRICES_FILE = "usage-prices.json"  # unit prices worked out (usage.pricing.export_units)
 # Observed waiting time is kept this long (then dropped, oldest first, at save).
 WAITING_KEEP_MS = 400 * 86_400_000
 _TIMEZONE_CACHES = 8
@@ -55,6 +57,8 @@ class UsageIndex:
         # (the team agent's publisher follows them). Must not block.
         self._listeners: list[Callable[[set[str] | None], None]] = []
         self.path = os.path.join(os.fspath(cache_dir), WAITING_FILE) if cache_dir else None
+        self.prices_path = os.path.join(os.fspath(cache_dir), PRICES_FILE) if cache_dir else None
+        self._prices_saved = 0  # pricing.computed() when the unit prices were last saved
         self._dirty = False
         self._load_waiting()
 
@@ -252,24 +256,73 @@ class UsageIndex:
             log.warning("observed waiting time in %s is unusable (%s); starting afresh", self.path, exc)
 
     def save(self) -> bool:
-        """Write the observed waiting time (atomically). Waits under way are saved up to now."""
+        """Write the observed waiting time (atomically; waits under way are saved up to now), and
+        the unit prices worked out since the last save."""
         if self.path is None:
             return False
+        ok = self._save_prices()
         with self._lock:
             if not self._dirty and not self._waiting_since:
-                return True
+                return ok
             waiting = self._waiting_now()
             self._dirty = False
         horizon = int(self.clock() * 1000) - WAITING_KEEP_MS
         doc = {"format": WAITING_FORMAT,
                "waiting": {k: {str(b): round(s, 3) for b, s in v.items() if b >= horizon} for k, v in waiting.items()}}
+        return _write(self.path, doc, "observed waiting time") and ok
+
+    # ------------------------------------------------------------ saved unit prices
+    def load_prices(self) -> int:
+        """Take in the unit prices saved by an earlier run (of the same price table): a restart
+        prices a known history without importing the table. Returns how many were taken in."""
+        if self.prices_path is None:
+            return 0
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".usage-waiting-", dir=os.path.dirname(self.path))
-            with os.fdopen(fd, "wb") as f:
-                f.write(orjson.dumps(doc))
-            os.replace(tmp, self.path)
+            with open(self.prices_path, "rb") as f:
+                taken = pricing.import_units(orjson.loads(f.read(64 * 1024 * 1024)))
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            log.warning("saved unit prices in %s are unusable (%s); working them out again", self.prices_path, exc)
+            return 0
+        self._prices_saved = pricing.computed()
+        return taken
+
+    def _save_prices(self) -> bool:
+        computed = pricing.computed()
+        if self.prices_path is None or computed == self._prices_saved:
             return True
-        except OSError as exc:
-            log.warning("cannot save observed waiting time to %s: %s", self.path, exc)
-            return False
+        if not _write(self.prices_path, pricing.export_units(), "unit prices"):
+            return False  # tried again at the next save
+        self._prices_saved = computed
+        return True
+
+
+_failing: set[str] = set()  # files whose last save failed (said once, until one works)
+
+
+def _write(path: str, doc: dict, what: str) -> bool:
+    """``doc`` as JSON at ``path``, atomically (readable by this user only, as the whole cache).
+    A failure is logged once, not at every save; the last good file stays."""
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + "-", dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(doc))
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if path not in _failing:
+            _failing.add(path)
+            log.warning("cannot save %s to %s: %s; saving is retried at each save", what, path,
+                        exc.strerror or exc)
+        return False
+    if path in _failing:
+        _failing.discard(path)
+        log.info("%s saved to %s again", what, path)
+    return True

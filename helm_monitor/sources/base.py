@@ -212,6 +212,11 @@ class Source(abc.ABC):
         :meth:`restore_state` here); 0 when it is read here (cheap, or not exportable)."""
         return 0
 
+    def scan_late(self, path: str) -> bool:
+        """True for a file that adds to sessions without making one (a subagent's transcript): the
+        first scan reads these after the rest, so that every session is listed sooner."""
+        return False
+
 
 def empty_tokens() -> dict:
     return {"input": 0, "output": 0, "cacheRead": 0, "cacheCreation": 0}

@@ -63,6 +63,9 @@ def ms_of(ts: str | None) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+_INT_ONLY = {int}
+
+
 class UsageFacts:
     """What one session used: token rows and the agent's own ledger, bucketed by time."""
 
@@ -159,14 +162,15 @@ class UsageFacts:
         if type(data) is not dict or data.get("v") != VERSION:
             raise ValueError("usage facts of another version")
         out = cls()
+        rows = out.rows
         for entry in data["rows"]:
             if type(entry) is not list or len(entry) != 10:
                 raise ValueError("usage row")
             b, m, t, s, *row = entry
             if (type(b) is not int or type(m) is not str or type(t) is not int or type(s) is not str
-                    or any(type(x) is not int for x in row) or b % BUCKET_MS):
+                    or b % BUCKET_MS or not set(map(type, row)) <= _INT_ONLY):
                 raise ValueError("usage row")
-            out.rows[(b, m, t, s)] = row
+            rows[(b, m, t, s)] = row
         for entry in data["ledger"]:
             if type(entry) is not list or len(entry) != 3:
                 raise ValueError("usage ledger")

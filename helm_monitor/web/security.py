@@ -35,7 +35,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from flask import Flask, Response, jsonify, redirect, request
 
-from helm_monitor.config import Config, ConfigError
+from helm_monitor.config import LOOPBACK_NAMES, Config, ConfigError
+from helm_monitor.config import check_bind, is_loopback_bind  # noqa: F401 (where they were)
 
 TOKEN_PARAM = "token"
 TOKEN_COOKIE = "helm_token"
@@ -73,7 +74,6 @@ SECURITY_HEADERS = {
     "Permissions-Policy": PERMISSIONS_POLICY,
 }
 
-LOOPBACK_NAMES = frozenset({"localhost"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # A host name or IPv4 address as it may appear in a Host header (no userinfo, no path).
 _NAME_RE = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")
@@ -366,32 +366,3 @@ def _check_token(token: str, expected_cookie: str) -> Response | None:
     if cookie is not None and _same(cookie, expected_cookie):
         return None
     return _unauthorized("an access token is required" if cookie is None else "the login cookie is stale")
-
-
-# -- bind -----------------------------------------------------------------------
-
-def is_loopback_bind(host: str) -> bool:
-    """True when listening on ``host`` is reachable only from this machine."""
-    host = host.strip()
-    if host.startswith("unix:"):
-        return True
-    name = host.lower().rstrip(".")
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
-
-
-def check_bind(host: str, token: str | None, behind_auth_proxy: bool) -> None:
-    """Refuse (ConfigError) to listen beyond loopback with nobody checking who connects."""
-    if is_loopback_bind(host) or (token and token.strip()) or behind_auth_proxy:
-        return
-    raise ConfigError(
-        f"refusing to listen on {host or 'every address'!r}: it is not a loopback address and no "
-        "access token is set, so anyone who can reach it could read every transcript. "
-        "Set a token (--token-file, HELM_TOKEN_FILE, --token or HELM_TOKEN), bind 127.0.0.1 "
-        "behind a reverse proxy, or pass --behind-auth-proxy if a proxy that authenticates "
-        "users stands in front."
-    )

@@ -728,6 +728,10 @@ class Catalog(Source):
         r = r or self._restored_sidechains.get(path)
         return max(0, size - r.follower.offset) if r is not None else size
 
+    def scan_late(self, path: str) -> bool:
+        """Subagent transcripts and legacy sidechains: usage only, never a session of their own."""
+        return self.layout.classify(path).kind in (Kind.SUBAGENT, Kind.LEGACY_SIDECHAIN)
+
     def restore_state(self, data) -> int:
         from helm_monitor.sources.claude import state
         return state.restore_state(self, data)

@@ -21,8 +21,9 @@ from helm_monitor.sources.saved import count as _int, entries
 
 # Bumped whenever what a read derives from the same bytes changes (prompt
 # rules, records recovered behind cut ones, usage facts): older states are read again.
-FORMAT = 5
+FORMAT = 6
 _INT_ONLY = {int}
+_TEXT_ONLY = {str, type(None)}
 _STAT_FIELDS = ("first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
                 "summary", "first_prompt", "last_prompt", "session_id")
 
@@ -33,7 +34,7 @@ def export_reader(reader: TranscriptReader) -> dict | None:
     st = reader.stats
     out = {"inode": reader.inode, "size": reader.size, "mtime": reader.mtime, "ctime": reader.ctime,
            "offset": reader.offset, "tail": reader.tail_check.hex(), "prompts": st.prompt_count, "bad": st.bad_lines, "records": st.records,
-           "ids": list(st.message_ids), **_export_recent(st.recent_usage),
+           "ids": list(st.message_ids), **_export_recent(st),
            "tokens": list(st.tokens), "usage": st.usage.export(), "side": list(st.side_ids),
            "ledger": st.ledger.export(), "fileMs": st.file_ms}
     for name in _STAT_FIELDS:
@@ -41,27 +42,31 @@ def export_reader(reader: TranscriptReader) -> dict | None:
     return out
 
 
-def _export_recent(recent) -> dict:
-    """The latest messages: ``[digest, *counts (fast mode as 0/1), row or -1]``, rows listed apart."""
+def _export_recent(st) -> dict:
+    """The latest messages, flat: 8 ints a message (digest, five counts, fast mode as 0/1, row or
+    -1), the rows listed apart."""
+    if st.saved_recent is not None:
+        flat, rows = st.saved_recent
+        return {"recent": flat, "recentRows": [list(r) for r in rows]}
     out, keys, at = [], [], {}
-    for k, (counts, row) in recent.items():
+    for k, (counts, row) in st.recent_usage.items():
         i = -1
         if row is not None:
             i = at.get(row)
             if i is None:
                 i = at[row] = len(keys)
                 keys.append(list(row))
-        out.append([k, *counts[:5], 1 if counts[5] else 0, i])
+        out += (k, counts[0], counts[1], counts[2], counts[3], counts[4], 1 if counts[5] else 0, i)
     return {"recent": out, "recentRows": keys}
 
 
 def restore_reader(path: str, data: dict) -> TranscriptReader:
     reader = TranscriptReader(path)
     st = reader.stats
-    for name in _STAT_FIELDS:
-        value = data[name]
-        if value is not None and not isinstance(value, str):
-            raise ValueError(name)
+    values = [data[name] for name in _STAT_FIELDS]
+    if not set(map(type, values)) <= _TEXT_ONLY:  # (at C speed: thousands of these at a restart)
+        raise ValueError("stats")
+    for name, value in zip(_STAT_FIELDS, values):
         setattr(st, name, value)
     st.prompt_count = _int(data["prompts"])
     st.bad_lines = _int(data["bad"])
@@ -72,14 +77,17 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
         raise ValueError("ids")
     st.message_ids = set(ids)
     rows = _row_keys(data["recentRows"])
-    for entry in data["recent"]:
-        if type(entry) is not list or len(entry) != 8 or entry[0] not in st.message_ids:
+    flat = data["recent"]
+    # Checked at C speed and kept packed (SessionStats.materialize): 100,000 of them in a big history.
+    if type(flat) is not list or len(flat) % 8 or not set(map(type, flat)) <= _INT_ONLY:
+        raise ValueError("recent")
+    if flat:
+        digests = flat[0::8]
+        if (not st.message_ids.issuperset(digests) or len(set(digests)) != len(digests)
+                or min(min(flat[i::8]) for i in range(1, 7)) < 0 or max(flat[6::8]) > 1
+                or min(flat[7::8]) < -1 or max(flat[7::8]) >= len(rows)):
             raise ValueError("recent")
-        counts = entry[1:7]
-        if not set(map(type, entry)) <= _INT_ONLY or min(counts) < 0 or counts[5] > 1 or not -1 <= entry[7] < len(rows):
-            raise ValueError("recent")
-        counts[5] = counts[5] == 1
-        st.recent_usage[entry[0]] = (tuple(counts), rows[entry[7]] if entry[7] >= 0 else None)
+        st.saved_recent = (flat, rows)
     st.tokens = [_int(x) for x in data["tokens"]]
     if len(st.tokens) != 4:
         raise ValueError("tokens")

@@ -153,6 +153,7 @@ class SessionStats:
         "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
         "summary", "first_prompt", "last_prompt", "prompt_count", "message_ids", "recent_usage", "tokens",
         "bad_lines", "records", "session_id", "usage", "side_ids", "ledger", "file_ms", "_raw_first", "_raw_last",
+        "saved_recent",
     )
 
     def __init__(self) -> None:
@@ -191,6 +192,24 @@ class SessionStats:
         self.file_ms = 0
         self._raw_first: str | None = None
         self._raw_last: str | None = None
+        # Restored latest messages not yet unpacked into ``recent_usage`` (:meth:`materialize`):
+        # (flat ints, 8 a message: digest, counts, fast as 0/1, row index or -1; the rows). A
+        # restart over an unchanged history never needs them.
+        self.saved_recent: tuple[list[int], list[tuple]] | None = None
+
+    def materialize(self) -> None:
+        """Unpack what a restore kept packed: call before more records are applied."""
+        self.usage.materialize()
+        saved = self.saved_recent
+        if saved is None:
+            return
+        self.saved_recent = None
+        flat, rows = saved
+        recent = self.recent_usage
+        for at in range(0, len(flat), 8):
+            counts = (*flat[at + 1:at + 6], flat[at + 6] == 1)
+            i = flat[at + 7]
+            recent[flat[at]] = (counts, rows[i] if i >= 0 else None)
 
     def finish(self) -> None:
         """Mask the first and latest prompt seen by this read: only masked text is kept."""
@@ -412,7 +431,7 @@ class TranscriptReader:
             self.ctime = st.st_ctime
             if st.st_size > self.offset:
                 self.stats.file_ms = int(st.st_mtime * 1000)
-                self.stats.usage.materialize()
+                self.stats.materialize()
                 os.lseek(fd, self.offset, os.SEEK_SET)
                 remaining = st.st_size - self.offset
                 while remaining > 0:

@@ -37,27 +37,49 @@ _INT_ONLY = {int}
 
 
 _BUCKETS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" of UTC timestamps -> its bucket start (ms)
+_HOURS: dict[str, int | None] = {}  # "YYYY-MM-DDTHH" -> the hour's start (ms), None if no hour
 _BUCKETS_MAX = 4096
+_QUARTER_MS = BUCKET_MS
+_DIGITS = frozenset("0123456789")
 
 
 def bucket_at(ts) -> int | None:
     """The start (ms) of the 15-minute bucket of an ISO 8601 timestamp, or None if it is none.
 
-    Records of one stretch of work share their minute: UTC ones (``Z``, as Claude Code writes
-    them) are bucketed through a cache of it, a dict lookup instead of a parse per message."""
+    Records of one stretch of work share their minute, and a history its hours: UTC ones
+    (``Z``, as Claude Code writes them) are bucketed through caches of both, a dict lookup
+    (or a little arithmetic) instead of a parse per message."""
     if type(ts) is str and len(ts) >= 20 and ts[-1] == "Z" and ts[16] == ":":
         head = ts[:16]
         b = _BUCKETS.get(head)
         if b is None:
-            ms = ms_of(ts)
-            if ms is None:
-                return None
+            b = _bucket_of_minute(head)
+            if b is None:
+                ms = ms_of(ts)
+                return None if ms is None else bucket_of(ms)
             if len(_BUCKETS) >= _BUCKETS_MAX:
                 _BUCKETS.clear()
-            b = _BUCKETS[head] = bucket_of(ms)
+            _BUCKETS[head] = b
         return b
     ms = ms_of(ts)
     return None if ms is None else bucket_of(ms)
+
+
+def _bucket_of_minute(head: str) -> int | None:
+    """``YYYY-MM-DDTHH:MM`` -> its bucket, from the hour's start (parsed once an hour)."""
+    if head[13] != ":" or head[14] not in _DIGITS or head[15] not in _DIGITS:
+        return None
+    minute = int(head[14:16])
+    if minute > 59:
+        return None
+    hour_key = head[:13]
+    hour = _HOURS.get(hour_key, False)
+    if hour is False:
+        hour = ms_of(hour_key + ":00:00Z")
+        if len(_HOURS) >= _BUCKETS_MAX:
+            _HOURS.clear()
+        _HOURS[hour_key] = hour
+    return None if hour is None else hour + minute // 15 * _QUARTER_MS
 
 
 class UsageCounter:
