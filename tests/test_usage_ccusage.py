@@ -251,9 +251,6 @@ def test_each_difference_is_a_rule(ccusage, edge, tz):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known difference, not yet fixed: a message copied into a forked "
-                   "session's file (same message.id and requestId) is counted again there; ccusage counts it once "
-                   "across all files (helm-monitor de-duplicates within one session's files only)")
 @pytest.mark.parametrize("tz", ["UTC"])
 def test_a_forked_sessions_copy_counts_once(ccusage, forked, tz):
     """A session forked from another (``--resume --fork-session``) begins with a copy of the earlier

@@ -19,6 +19,7 @@ import pytest
 from helm_monitor.sources.claude.catalog import Catalog
 from helm_monitor.sources.claude.transcript import TranscriptReader
 from helm_monitor.sources.claude import usage as claude_usage
+from helm_monitor.usage import pricing
 from helm_monitor.usage.facts import BUCKET_MS, UsageFacts, bucket_of, ms_of, tier_of
 from tests.support.claude import append
 
@@ -531,3 +532,91 @@ def test_a_cost_state_behind_a_record_cut_mid_write_is_still_read(claude, cut_ki
     assert r.stats.usage.facts.ledger == {(T0_BUCKET, OPUS): pytest.approx(0.3)}
     assert r.stats.usage.facts.totals() == [12, 75, 100, 1000, 0, 1]
     assert r.stats.bad_lines == 1
+
+
+# --------------------------------------------------------------------------- forked sessions
+def _fork(claude, origin, session_id: str):
+    """--resume --fork-session: a new transcript that begins with a copy of the origin's records
+    (message ids, request ids and times kept; the session id is the fork's)."""
+    fork = claude.session(origin.cwd, session_id=session_id)
+    lines = [json.loads(line) for line in origin.path.read_text().splitlines()]
+    fork.write(*[dict(rec, sessionId=fork.id) for rec in lines])
+    return fork
+
+
+def _forked_history(claude):
+    origin = claude.session("/srv/app", session_id="b0000000-0000-4000-8000-000000000000")
+    origin.write(origin.prompt_record("one", timestamp=at(0)),
+                 origin.assistant_records("a", usage=usage(1, 10, 100, 1000), timestamp=at(1)),
+                 origin.prompt_record("two", timestamp=at(2)),
+                 origin.assistant_records("b", usage=usage(2, 20, 200, 2000), timestamp=at(3)))
+    # The fork's id sorts before the origin's: it ties on its first record, the id decides.
+    fork = _fork(claude, origin, "a0000000-0000-4000-8000-000000000000")
+    fork.write(fork.prompt_record("fork's own", timestamp=at(60)),
+               fork.assistant_records("c", usage=usage(4, 40, 400, 4000), timestamp=at(61)))
+    origin.write(origin.prompt_record("origin goes on", timestamp=at(90)),
+                 origin.assistant_records("d", usage=usage(8, 80, 800, 8000), timestamp=at(91)))
+    return origin, fork
+
+
+def test_a_forked_sessions_copied_messages_count_once(claude):
+    origin, fork = _forked_history(claude)
+    c = scan(claude.root)
+    # The copies count in the earliest of the two (they tie on the first record: the smaller id).
+    assert c.usage(fork.id).totals() == [1 + 2 + 4, 10 + 20 + 40, 100 + 200 + 400, 7000, 0, 3]
+    assert c.usage(origin.id).totals() == [8, 80, 800, 8000, 0, 1]
+    # Over both: every distinct API message once.
+    together = UsageFacts()
+    together.merge(c.usage(fork.id))
+    together.merge(c.usage(origin.id))
+    assert together.totals() == [15, 150, 1500, 15000, 0, 4]
+    # Each transcript still says what it holds (SPEC 5 tokens), and the cost follows the usage.
+    assert c.session(origin.id)["tokens"]["output"] == 10 + 20 + 80
+    for sid in (origin.id, fork.id):
+        cost = pricing.session_cost(c.usage(sid), "claude-code")
+        assert c.session(sid)["cost"] == cost and cost["usd"] > 0 and cost["basis"] == "list-price"
+
+
+def test_a_fork_that_goes_leaves_its_copies_counted_in_the_origin(claude):
+    origin, fork = _forked_history(claude)
+    c = scan(claude.root)
+    fork.path.unlink()
+    assert c.apply(str(fork.path)) == {fork.id, origin.id}
+    assert c.usage(fork.id) is None
+    assert c.usage(origin.id).totals() == [11, 110, 1100, 11000, 0, 3]
+    assert c.usage(origin.id) == scan(claude.root).usage(origin.id)
+
+
+def test_forks_read_in_any_order_restarted_or_handed_over_count_the_same(claude):
+    origin, fork = _forked_history(claude)
+    second = _fork(claude, fork, "c0000000-0000-4000-8000-000000000000")  # a fork of the fork
+    second.write(second.assistant_records("e", usage=usage(16, 160, 1600, 16000), timestamp=at(120)))
+    ids = (origin.id, fork.id, second.id)
+    want = {sid: scan(claude.root).usage(sid) for sid in ids}
+    assert want[second.id].totals() == [16, 160, 1600, 16000, 0, 1]
+    # Read one at a time, newest first, each change applied as it comes
+    c = Catalog(claude.root)
+    for path in sorted(map(str, (origin.path, fork.path, second.path)), key=os.path.getmtime, reverse=True):
+        c.apply(path)
+    assert {sid: c.usage(sid) for sid in ids} == want
+    # Restarted from saved state
+    state = scan(claude.root).export_state()
+    restarted = _restarted(claude, state)
+    assert all_bytes_read(restarted) == 0
+    assert {sid: restarted.usage(sid) for sid in ids} == want
+    # One file per scan process, handed over
+    pump = Catalog(claude.root)
+    for path in pump.iter_paths():
+        child = Catalog(claude.root)
+        child.apply(path)
+        pump.restore_state(json.loads(json.dumps(child.export_state([path]))))
+    pump.full_scan()
+    assert {sid: pump.usage(sid) for sid in ids} == want
+    # A later record of a copied message, written in the origin only, moves the origin's count:
+    # its copy in the fork is taken out as it stands.
+    first = json.loads(fork.path.read_text().splitlines()[1])["message"]["id"]
+    origin.write(origin.assistant_records("again", usage=usage(1, 999, 100, 1000), message_id=first,
+                                          timestamp=at(1)))
+    changed = restarted.apply(str(origin.path))
+    assert changed == set(ids)
+    assert {sid: restarted.usage(sid) for sid in ids} == {sid: scan(claude.root).usage(sid) for sid in ids}

@@ -104,6 +104,10 @@ class Catalog(Source):
         self._legacy_readers: dict[str, SidechainReader] = {}  # legacy sidechain path -> reader
         # session id -> (its usage with every sidechain's, its cost): built when asked after a change
         self._usage: dict[str, tuple[UsageFacts, dict]] = {}
+        # Sessions by their first message (SessionStats.first_key): a fork (``--fork-session``)
+        # begins with a copy of its origin's messages, counted once (:meth:`_shared_earlier`).
+        self._families: dict[int, set[str]] = {}
+        self._family_of: dict[str, int] = {}
         self._indexes: dict[str, IndexHints] = {}  # project -> hints
         self._registry: dict[str, RegistryEntry] = {}  # registry path -> entry
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
@@ -229,9 +233,35 @@ class Catalog(Source):
     def apply(self, path: str, is_dir: bool | None = None) -> set[str]:
         """Bring what the catalog knows of ``path`` up to date. Returns changed session ids."""
         changed = self._apply_path(path, is_dir)
+        if changed:
+            changed |= self._refamily(changed)
         for sid in changed:
             self._usage.pop(sid, None)
         return changed
+
+    def _refamily(self, changed: set[str]) -> set[str]:
+        """Sessions whose usage moved with ``changed``: those sharing their first message."""
+        affected: set[str] = set()
+        for sid in changed:
+            t = self._primary(sid)
+            key = t.reader.stats.first_key if t is not None else None
+            old = self._family_of.get(sid)
+            if key != old:
+                if old is not None:
+                    members = self._families[old]
+                    members.discard(sid)
+                    affected |= members
+                    if not members:
+                        del self._families[old]
+                    del self._family_of[sid]
+                if key is not None:
+                    members = self._families.setdefault(key, set())
+                    affected |= members
+                    members.add(sid)
+                    self._family_of[sid] = key
+            elif key is not None and len(self._families[key]) > 1:
+                affected |= self._families[key]
+        return affected
 
     def _apply_path(self, path: str, is_dir: bool | None) -> set[str]:
         info = self.layout.classify(path, is_dir)
@@ -682,7 +712,8 @@ class Catalog(Source):
         """The transcript's facts and its sidechains'. A message in several of the files counts once:
         in the transcript if it is there, else in the first sidechain (by path) that has it."""
         st = t.reader.stats
-        out = st.usage.facts.copy()
+        shared = self._shared_earlier(session_id, t)
+        out = st.usage.facts_without(shared.__contains__) if shared else st.usage.facts.copy()
         readers = [r for _path, r in sorted(self._subagents.get(session_id, {}).items())]
         legacy = self._legacy_paths.get(session_id)
         if legacy:
@@ -700,6 +731,28 @@ class Catalog(Source):
             if n < len(readers):
                 seen |= ids
         return out
+
+    def _shared_earlier(self, session_id: str, t: _Transcript) -> set[int] | None:
+        """The messages of this transcript that a session earlier in its family holds too: a
+        forked session's copy of its origin's. They count in the earliest (by first record, then
+        id: a copy keeps its records' times, so origin and fork tie and the id decides)."""
+        members = self._families.get(self._family_of.get(session_id))
+        if not members or len(members) < 2:
+            return None
+        rank = self._family_rank(session_id, t)
+        mine = t.reader.stats.message_ids | t.reader.stats.side_ids
+        shared: set[int] = set()
+        for other in members:
+            o = self._primary(other) if other != session_id else None
+            if o is not None and self._family_rank(other, o) < rank:
+                st = o.reader.stats
+                shared |= mine & st.message_ids
+                shared |= mine & st.side_ids
+        return shared
+
+    @staticmethod
+    def _family_rank(session_id: str, t: _Transcript) -> tuple[str, str]:
+        return t.reader.stats.first_ts or "", session_id
 
     def conversation(self, session_id: str):
         """The session's transcript as a conversation, paged from request threads."""

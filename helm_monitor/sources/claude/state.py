@@ -21,7 +21,7 @@ from helm_monitor.sources.saved import count as _int, entries
 
 # Bumped whenever what a read derives from the same bytes changes (prompt
 # rules, records recovered behind cut ones, usage facts): older states are read again.
-FORMAT = 6
+FORMAT = 7
 _INT_ONLY = {int}
 _TEXT_ONLY = {str, type(None)}
 _STAT_FIELDS = ("first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
@@ -36,7 +36,7 @@ def export_reader(reader: TranscriptReader) -> dict | None:
            "offset": reader.offset, "tail": reader.tail_check.hex(), "prompts": st.prompt_count, "bad": st.bad_lines, "records": st.records,
            "ids": list(st.message_ids), **_export_recent(st),
            "tokens": list(st.tokens), "usage": st.usage.export(), "side": list(st.side_ids),
-           "ledger": st.ledger.export(), "fileMs": st.file_ms}
+           "ledger": st.ledger.export(), "fileMs": st.file_ms, "first": st.first_key}
     for name in _STAT_FIELDS:
         out[name] = getattr(st, name)
     return out
@@ -95,7 +95,11 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
     if type(side) is not list or not set(map(type, side)) <= _INT_ONLY:
         raise ValueError("side")
     st.side_ids = set(side)
-    st.usage = UsageCounter.restore(data["usage"], known=st.message_ids, also_known=st.side_ids)
+    st.usage = UsageCounter.restore(data["usage"], log=True, known=st.message_ids, also_known=st.side_ids)
+    first = data["first"]
+    if first is not None and (type(first) is not int or first not in st.message_ids):
+        raise ValueError("first")
+    st.first_key = first
     st.ledger = Ledger.restore(data["ledger"])
     st.file_ms = _int(data["fileMs"])
     reader.inode = _int(data["inode"])

@@ -153,7 +153,7 @@ class SessionStats:
         "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
         "summary", "first_prompt", "last_prompt", "prompt_count", "message_ids", "recent_usage", "tokens",
         "bad_lines", "records", "session_id", "usage", "side_ids", "ledger", "file_ms", "_raw_first", "_raw_last",
-        "saved_recent",
+        "saved_recent", "first_key",
     )
 
     def __init__(self) -> None:
@@ -184,7 +184,10 @@ class SessionStats:
         # Usage facts (SPEC 10): every distinct API message, sidechain records of this file included
         # (``tokens`` counts the main chain only, SPEC 5), and the ledger of cost-state records.
         # Main-chain messages are tracked in recent_usage, the counter's own recent ones are sidechains'.
-        self.usage = UsageCounter()
+        # Each message's part is logged (7 machine integers): a session forked from another
+        # begins with a copy of its messages, which count once (the catalog takes them out here).
+        self.usage = UsageCounter(log=True)
+        self.first_key: int | None = None  # the first main-chain message: a fork's is its origin's
         # Sidechain message ids met in this file (main-chain ones are in message_ids).
         self.side_ids: set[int] = set()
         self.ledger = Ledger()
@@ -284,12 +287,14 @@ class SessionStats:
                 tokens[2] += counts[2] - old_counts[2]
                 tokens[3] += counts[3] - old_counts[3]
                 if row is not None:
-                    row = self._replace_usage(row, model or "", old_counts, counts)
+                    row = self._replace_usage(key, row, model or "", counts)
                 recent[key] = (counts, row)
                 return
             if key in self.message_ids:
                 return  # a message seen long ago, written again: counted once, as first seen
             self.message_ids.add(key)
+            if self.first_key is None:
+                self.first_key = key
             tokens[0] += counts[0]
             tokens[1] += counts[1]
             tokens[2] += counts[2]
@@ -297,7 +302,7 @@ class SessionStats:
             row = None
             # Claude Code's own stand-in replies (``<synthetic>``) made no API call: no usage.
             if model != "<synthetic>" and key not in self.side_ids:
-                row = self._add_usage(rec.timestamp, model or "", counts)
+                row = self._add_usage(key, rec.timestamp, model or "", counts)
             recent[key] = (counts, row)
             if len(recent) > RECENT_MESSAGES:
                 recent.popitem(last=False)
@@ -319,33 +324,23 @@ class SessionStats:
                 bucket = bucket_of(self.file_ms)
         return bucket
 
-    def _add_usage(self, timestamp: str | None, model: str, counts: tuple) -> tuple:
-        """A new main-chain message's usage facts (SPEC 10). Returns its row key. Inlined
-        (:func:`records.facts_of`, UsageFacts.add): once per message of every history read."""
+    def _add_usage(self, key: int, timestamp: str | None, model: str, counts: tuple) -> tuple:
+        """A new main-chain message's usage facts (SPEC 10). Returns its row key.
+        (:func:`records.facts_of` inlined: once per message of every history read.)"""
         inp, out, read, made, hour, fast = counts
         five = made - hour if made > hour else 0
         prompt = inp + read + five + hour
-        row = (self._bucket(timestamp), model, tier_of(prompt) if prompt > R.TIER_FIRST else 0, "fast" if fast else "")
-        rows = self.usage.facts.rows
-        n = rows.get(row)
-        if n is None:
-            rows[row] = [inp, out, read, five, hour, 1]
-        else:
-            n[0] += inp
-            n[1] += out
-            n[2] += read
-            n[3] += five
-            n[4] += hour
-            n[5] += 1
-        return row
+        bucket = self._bucket(timestamp)
+        tier = tier_of(prompt) if prompt > R.TIER_FIRST else 0
+        speed = "fast" if fast else ""
+        self.usage.add(key, bucket, model, (inp, out, read, five, hour), tier, speed)
+        return bucket, model, tier, speed
 
-    def _replace_usage(self, row: tuple, model: str, old: tuple, counts: tuple) -> tuple:
+    def _replace_usage(self, key: int, row: tuple, model: str, counts: tuple) -> tuple:
         """A later record of a recent message: its usage replaces the earlier, in the same bucket."""
-        facts = self.usage.facts
-        tokens, tier, speed = R.facts_of(old)
-        facts.add(row[0], row[1], tokens, tier=row[2], speed=row[3], sign=-1)
         tokens, tier, speed = R.facts_of(counts)
-        return facts.add(row[0], model, tokens, tier=tier, speed=speed)
+        self.usage.replace_any(key, model, tokens, tier, speed)
+        return row[0], model, tier, speed
 
     def _count_side(self, key: int, timestamp: str | None, model: str | None, counts: tuple) -> None:
         """A sidechain record of this file: in the usage facts, not in ``tokens`` (SPEC 5)."""

@@ -158,6 +158,30 @@ class UsageCounter:
         self.recent[key] = (new_row, tokens, pos)
         return True
 
+    def replace_any(self, key: int, model: str, tokens: tuple, tier: int, speed: str) -> bool:
+        """Another record of a counted message, recent or not (then found in the log): its usage
+        replaces the earlier one. Whether it changed; False for a message not counted here."""
+        got = self.replace(key, model, tokens, tier, speed)
+        if got is not None:
+            return got
+        log = self.log
+        if log is None:
+            return False
+        try:
+            at = self.digests().index(key) * LOG_WIDTH
+        except ValueError:
+            return False
+        row = self.rows[log[at + 1]]
+        old = tuple(log[at + 2:at + LOG_WIDTH])
+        new_row = (row[0], model, tier, speed)
+        if new_row == row and old == tokens:
+            return False
+        self.facts.add(row[0], row[1], old, tier=row[2], speed=row[3], sign=-1)
+        self.facts.add(row[0], model, tokens, tier=tier, speed=speed)
+        log[at + 1] = self._row_index(new_row)
+        log[at + 2:at + LOG_WIDTH] = array("q", tokens)
+        return True
+
     def _row_index(self, row: tuple) -> int:
         i = self._row_at.get(row)
         if i is None:
@@ -217,6 +241,11 @@ class UsageCounter:
                 raise ValueError("usage log")
             if c.log and (min(c.log[1::LOG_WIDTH]) < 0 or max(c.log[1::LOG_WIDTH]) >= len(c.rows)):
                 raise ValueError("usage log rows")
+            if known is not None:
+                logged = set(c.digests())
+                if len(logged) * LOG_WIDTH != len(c.log) or not (
+                        logged <= known or logged <= known | (also_known or set())):
+                    raise ValueError("usage log of unknown messages")
         flat = data["recent"]
         if type(flat) is not list or len(flat) % _RECENT_WIDTH or not set(map(type, flat)) <= _INT_ONLY:
             raise ValueError("recent usage")
