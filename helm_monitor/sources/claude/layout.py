@@ -42,6 +42,7 @@ class PathInfo:
 
 
 OTHER = PathInfo(Kind.OTHER)
+_KNOWN_MAX = 1 << 17
 
 
 def is_valid_session_id(value: str) -> bool:
@@ -56,12 +57,24 @@ class Layout:
         self.root = os.path.abspath(os.fspath(root))
         self.projects = os.path.join(self.root, "projects")
         self.registry = os.path.join(self.root, "sessions")
+        # classify(path) of paths met without the watcher's word (a first scan asks several times a file)
+        self._known: dict[str, PathInfo] = {}
 
     def transcript_path(self, project: str, session_id: str) -> str:
         return os.path.join(self.projects, project, session_id + ".jsonl")
 
     def classify(self, path: str, is_dir: bool | None = None) -> PathInfo:
-        """What ``path`` is. ``is_dir`` is the watcher's word for it when known."""
+        """What ``path`` is (from its name alone). ``is_dir`` is the watcher's word for it when known."""
+        if is_dir is None:
+            info = self._known.get(path)
+            if info is None:
+                if len(self._known) >= _KNOWN_MAX:
+                    self._known.clear()
+                info = self._known[path] = self._classify(path, None)
+            return info
+        return self._classify(path, is_dir)
+
+    def _classify(self, path: str, is_dir: bool | None) -> PathInfo:
         path = os.path.abspath(path)
         if path == self.root:
             return PathInfo(Kind.ROOT)
