@@ -108,6 +108,9 @@ class Catalog(Source):
         # begins with a copy of its origin's messages, counted once (:meth:`_shared_earlier`).
         self._families: dict[int, set[str]] = {}
         self._family_of: dict[str, int] = {}
+        # path -> (inode, the copied messages, offset read, SessionStats.replaced_n, their facts):
+        # a fork's copies, read once
+        self._copies: dict[str, tuple[int | None, frozenset, int, int, UsageFacts]] = {}
         self._indexes: dict[str, IndexHints] = {}  # project -> hints
         self._registry: dict[str, RegistryEntry] = {}  # registry path -> entry
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
@@ -340,6 +343,7 @@ class Catalog(Source):
 
     def _forget_transcript(self, path: str) -> set[str]:
         t = self._transcripts.pop(path, None)
+        self._copies.pop(path, None)
         self._conversations.forget(path)
         self._request_conversations.forget(path)
         if t is None:
@@ -712,8 +716,12 @@ class Catalog(Source):
         """The transcript's facts and its sidechains'. A message in several of the files counts once:
         in the transcript if it is there, else in the first sidechain (by path) that has it."""
         st = t.reader.stats
+        out = st.usage.facts.copy()
         shared = self._shared_earlier(session_id, t)
-        out = st.usage.facts_without(shared.__contains__) if shared else st.usage.facts.copy()
+        copies = self._copies_in(t, shared) if shared else None
+        if copies is not None:
+            for (bucket, model, tier, speed), row in copies.rows.items():
+                out.add(bucket, model, row[:5], tier=tier, speed=speed, messages=row[5], sign=-1)
         readers = [r for _path, r in sorted(self._subagents.get(session_id, {}).items())]
         legacy = self._legacy_paths.get(session_id)
         if legacy:
@@ -749,6 +757,32 @@ class Catalog(Source):
                 shared |= mine & st.message_ids
                 shared |= mine & st.side_ids
         return shared
+
+    def _copies_in(self, t: _Transcript, shared: set[int]) -> UsageFacts | None:
+        """What the messages ``shared`` added to ``t``'s facts. A transcript keeps totals, not each
+        message's part: a fork's file is read once more, logging each message, and what its copies
+        added is kept until they change (the file rewritten, or other messages shared)."""
+        path = t.reader.path
+        key = frozenset(shared)
+        st = t.reader.stats
+        got = self._copies.get(path)
+        if got is not None and got[0] == t.reader.inode and got[1] == key and t.reader.offset >= got[2]:
+            since = st.replaced_n - got[3]
+            if since == 0 or (0 < since <= len(st.replaced)
+                              and key.isdisjoint(list(st.replaced)[-since:])):
+                return got[4]
+        replaced_n = st.replaced_n
+        again = TranscriptReader(path, log_usage=True)
+        try:
+            again.update()
+        except OSError:
+            return None  # gone meanwhile: its removal is applied next
+        if again.inode != t.reader.inode:
+            return None
+        counter = again.stats.usage
+        facts = counter.facts_without(lambda d: d not in key)
+        self._copies[path] = (again.inode, key, again.offset, replaced_n, facts)
+        return facts
 
     @staticmethod
     def _family_rank(session_id: str, t: _Transcript) -> tuple[str, str]:

@@ -95,7 +95,7 @@ def restore_reader(path: str, data: dict) -> TranscriptReader:
     if type(side) is not list or not set(map(type, side)) <= _INT_ONLY:
         raise ValueError("side")
     st.side_ids = set(side)
-    st.usage = UsageCounter.restore(data["usage"], log=True, known=st.message_ids, also_known=st.side_ids)
+    st.usage = UsageCounter.restore(data["usage"], known=st.message_ids, also_known=st.side_ids)
     first = data["first"]
     if first is not None and (type(first) is not int or first not in st.message_ids):
         raise ValueError("first")

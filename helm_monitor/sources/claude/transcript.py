@@ -29,7 +29,7 @@ import re
 import stat
 
 import orjson
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from hashlib import blake2b
 
 from helm_monitor.sources.claude import records as R
@@ -153,10 +153,10 @@ class SessionStats:
         "first_ts", "last_ts", "cwd", "git_branch", "version", "model", "custom_title", "ai_title",
         "summary", "first_prompt", "last_prompt", "prompt_count", "message_ids", "recent_usage", "tokens",
         "bad_lines", "records", "session_id", "usage", "side_ids", "ledger", "file_ms", "_raw_first", "_raw_last",
-        "saved_recent", "first_key",
+        "saved_recent", "first_key", "replaced", "replaced_n",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, log: bool = False) -> None:
         self.first_ts: str | None = None
         self.last_ts: str | None = None
         self.cwd: str | None = None
@@ -184,10 +184,14 @@ class SessionStats:
         # Usage facts (SPEC 10): every distinct API message, sidechain records of this file included
         # (``tokens`` counts the main chain only, SPEC 5), and the ledger of cost-state records.
         # Main-chain messages are tracked in recent_usage, the counter's own recent ones are sidechains'.
-        # Each message's part is logged (7 machine integers): a session forked from another
-        # begins with a copy of its messages, which count once (the catalog takes them out here).
-        self.usage = UsageCounter(log=True)
+        # With ``log``, what each message added (the catalog reads a forked session's copy of its
+        # origin's messages so, to take them out: they count once).
+        self.usage = UsageCounter(log=log)
         self.first_key: int | None = None  # the first main-chain message: a fork's is its origin's
+        # The messages whose usage a later record changed (the latest of them, and how many in
+        # all): what the catalog kept of a fork's copies is read again if one was among them.
+        self.replaced: deque[int] = deque(maxlen=RECENT_MESSAGES)
+        self.replaced_n = 0
         # Sidechain message ids met in this file (main-chain ones are in message_ids).
         self.side_ids: set[int] = set()
         self.ledger = Ledger()
@@ -287,7 +291,9 @@ class SessionStats:
                 tokens[2] += counts[2] - old_counts[2]
                 tokens[3] += counts[3] - old_counts[3]
                 if row is not None:
-                    row = self._replace_usage(key, row, model or "", counts)
+                    row = self._replace_usage(key, row, model or "", old_counts, counts)
+                    self.replaced.append(key)
+                    self.replaced_n += 1
                 recent[key] = (counts, row)
                 return
             if key in self.message_ids:
@@ -325,22 +331,39 @@ class SessionStats:
         return bucket
 
     def _add_usage(self, key: int, timestamp: str | None, model: str, counts: tuple) -> tuple:
-        """A new main-chain message's usage facts (SPEC 10). Returns its row key.
-        (:func:`records.facts_of` inlined: once per message of every history read.)"""
+        """A new main-chain message's usage facts (SPEC 10). Returns its row key. Inlined
+        (:func:`records.facts_of`, UsageFacts.add): once per message of every history read."""
         inp, out, read, made, hour, fast = counts
         five = made - hour if made > hour else 0
         prompt = inp + read + five + hour
-        bucket = self._bucket(timestamp)
-        tier = tier_of(prompt) if prompt > R.TIER_FIRST else 0
-        speed = "fast" if fast else ""
-        self.usage.add(key, bucket, model, (inp, out, read, five, hour), tier, speed)
-        return bucket, model, tier, speed
+        row = (self._bucket(timestamp), model, tier_of(prompt) if prompt > R.TIER_FIRST else 0, "fast" if fast else "")
+        if self.usage.log is not None:
+            self.usage.add(key, row[0], model, (inp, out, read, five, hour), row[2], row[3])
+            return row
+        rows = self.usage.facts.rows
+        n = rows.get(row)
+        if n is None:
+            rows[row] = [inp, out, read, five, hour, 1]
+        else:
+            n[0] += inp
+            n[1] += out
+            n[2] += read
+            n[3] += five
+            n[4] += hour
+            n[5] += 1
+        return row
 
-    def _replace_usage(self, key: int, row: tuple, model: str, counts: tuple) -> tuple:
+    def _replace_usage(self, key: int, row: tuple, model: str, old: tuple, counts: tuple) -> tuple:
         """A later record of a recent message: its usage replaces the earlier, in the same bucket."""
+        if self.usage.log is not None:
+            tokens, tier, speed = R.facts_of(counts)
+            self.usage.replace_any(key, model, tokens, tier, speed)
+            return row[0], model, tier, speed
+        facts = self.usage.facts
+        tokens, tier, speed = R.facts_of(old)
+        facts.add(row[0], row[1], tokens, tier=row[2], speed=row[3], sign=-1)
         tokens, tier, speed = R.facts_of(counts)
-        self.usage.replace_any(key, model, tokens, tier, speed)
-        return row[0], model, tier, speed
+        return facts.add(row[0], model, tokens, tier=tier, speed=speed)
 
     def _count_side(self, key: int, timestamp: str | None, model: str | None, counts: tuple) -> None:
         """A sidechain record of this file: in the usage facts, not in ``tokens`` (SPEC 5)."""
@@ -351,8 +374,12 @@ class SessionStats:
             return
         model = model or ""
         tokens, tier, speed = R.facts_of(counts)
-        if counter.replace(key, model, tokens, tier, speed) is None and not known:
+        replaced = counter.replace(key, model, tokens, tier, speed)
+        if replaced is None and not known:
             counter.add(key, self._bucket(timestamp), model, tokens, tier, speed)
+        elif replaced:
+            self.replaced.append(key)
+            self.replaced_n += 1
 
     def apply_cost_state(self, cs: R.CostState) -> None:
         """A ``cost-state`` record, dated by the last dated record before it (it carries no time)."""
@@ -367,9 +394,10 @@ class SessionStats:
 class TranscriptReader:
     """One transcript file read incrementally into :class:`SessionStats`."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, log_usage: bool = False):
         self.path = path
-        self.stats = SessionStats()
+        self.log_usage = log_usage  # each message's usage logged (SessionStats)
+        self.stats = SessionStats(log_usage)
         self.offset = 0  # bytes of the file consumed, the unfinished line included
         self.inode: int | None = None
         self.size = 0
@@ -453,7 +481,7 @@ class TranscriptReader:
     def _reset(self) -> None:
         self.tail_check = b""
         self._skip_tail = b""
-        self.stats = SessionStats()
+        self.stats = SessionStats(self.log_usage)
         self._undated.clear()
         self.offset = 0
         self._drop_pending()
