@@ -124,15 +124,21 @@ def test_dead_scan_process_costs_a_read_not_a_session(history, shared_out, monke
 def test_nonsense_from_a_scan_process_is_checked_not_believed(history, shared_out, monkeypatch):
     alone, _ = scan_with(history, 1)
 
+    real_export = Catalog.export_state
+
     def lying_export(self, paths=None):
-        # Another file's offset and counts, and a wrong inode: checked against the file, read again.
-        return {"format": 4, "root": self.layout.root, "readers": {
-            p: [os.path.basename(os.path.dirname(p)), os.path.basename(p)[:-6], {
-                "inode": 1, "size": 10, "mtime": 0.0, "ctime": 0.0, "offset": 10, "tail": "", "prompts": 999,
-                "bad": 0, "records": 1, "ids": [], "recent": [], "tokens": [9, 9, 9, 9],
-                **{k: "lie" for k in ("first_ts", "last_ts", "cwd", "git_branch", "version", "model",
-                                      "custom_title", "ai_title", "summary", "first_prompt", "last_prompt",
-                                      "session_id")}}] for p in paths}}
+        # Well-formed states that lie: a wrong inode, another file's offset, made-up counts and
+        # text. Checked against the file, they are read again.
+        state = real_export(self, paths)
+        assert state["readers"] or state["sidechains"]
+        for _project, _sid, data in state["readers"].values():
+            data.update(inode=1, size=10, offset=10, tail="", prompts=999, tokens=[9, 9, 9, 9],
+                        **{k: "lie" for k in ("first_ts", "last_ts", "cwd", "git_branch", "version", "model",
+                                              "custom_title", "ai_title", "summary", "first_prompt",
+                                              "last_prompt", "session_id")})
+        for data in state["sidechains"].values():
+            data["follower"]["inode"] = 1
+        return state
 
     monkeypatch.setattr(Catalog, "export_state", lying_export)
     shared, monitor = scan_with(history, 2)

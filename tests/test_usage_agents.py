@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from helm_monitor.live.usage import UsageIndex
+
 from helm_monitor.sources.codex import CodexSource
 from helm_monitor.sources.gemini import GeminiSource
 from helm_monitor.sources.opencode import OpenCodeSource
@@ -251,6 +253,10 @@ def test_opencode_zero_cost_with_tokens_is_no_price(tmp_path, no_proc):
     mixed = db.session("/p", "Priced by OpenCode, and one step it stored as 0")
     db.exchange(mixed, "q", "a", tokens=(100, 10, 50, 0), cost=0.002)
     db.exchange(mixed, "q2", "a2", tokens=(100, 10, 50, 0), cost=0, model="qwen3-coder", provider="ollama")
+    partly = db.session("/p", "Priced by OpenCode, and a model it could not price but genai-prices can")
+    db.exchange(partly, "q", "a", tokens=(100, 10, 50, 0), cost=0.002)
+    _, a2 = db.exchange(partly, "q2", "a2", tokens=(1_000, 200, 4_000, 500), cost=0, model="claude-sonnet-4-5",
+                        provider="anthropic")
     empty = db.session("/p", "Nothing used")
     db.exchange(empty, "q", "a", tokens=(0, 0, 0, 0), cost=0)
     src = OpenCodeSource(str(tmp_path / "opencode"), proc_root=no_proc)
@@ -266,9 +272,21 @@ def test_opencode_zero_cost_with_tokens_is_no_price(tmp_path, no_proc):
     assert cost["usd"] == pytest.approx(want, rel=1e-9)
     # a model genai-prices lacks: unpriced, never 0 and never a neighbour's price
     assert src.session(local)["cost"] == {"usd": None, "basis": "unpriced", "unpricedModels": ["ollama/qwen3-coder"]}
-    # OpenCode's ledger, where it priced the session
-    assert src.session(mixed)["cost"] == {"usd": 0.002, "basis": "ledger", "unpricedModels": []}
+    # OpenCode's ledger where it priced the session; the model it could not price is not priced at 0
+    assert src.session(mixed)["cost"] == {"usd": 0.002, "basis": "ledger", "unpricedModels": ["ollama/qwen3-coder"]}
     assert src.usage(mixed).totals() == [200, 20, 100, 0, 0, 2]
+    # ... and where genai-prices knows that model: OpenCode's charge plus the list price of the rest
+    at2 = json.loads(db.execute("SELECT data FROM message WHERE id = ?", (a2,))[0][0])["time"]["completed"]
+    rest = calc("claude-sonnet-4-5", "anthropic", at2, prompt=1_000 + 4_000 + 500, cache_read=4_000,
+                cache_write=500, output=200)
+    cost = src.session(partly)["cost"]
+    assert cost["basis"] == "mixed" and cost["unpricedModels"] == []
+    assert cost["usd"] == pytest.approx(0.002 + rest, rel=1e-9)
+    idx = UsageIndex()
+    idx.update("h:opencode:" + partly, src.session(partly), src.usage(partly))
+    totals = idx.query(start="2020-01-01", end="2035-01-01", tz="UTC", bucket="month")["totals"]["cost"]
+    assert totals["basis"] == "mixed" and totals["ledgerUsd"] == pytest.approx(0.002)
+    assert totals["listPriceUsd"] == pytest.approx(rest, rel=1e-9)
     # no tokens, no cost: nothing at all
     assert not src.usage(empty)
     assert src.session(empty)["cost"] == {"usd": None, "basis": "unpriced", "unpricedModels": []}

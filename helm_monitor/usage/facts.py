@@ -69,7 +69,7 @@ _INT_ONLY = {int}
 class UsageFacts:
     """What one session used: token rows and the agent's own ledger, bucketed by time."""
 
-    __slots__ = ("rows", "ledger", "ledger_models_unknown")
+    __slots__ = ("rows", "ledger", "ledger_models_unknown", "ledger_per_model")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[int, str, int, str], list[int]] = {}
@@ -77,6 +77,9 @@ class UsageFacts:
         # The agent's ledger says it could not price some of its models itself
         # (Claude Code's ``hasUnknownModelCost``).
         self.ledger_models_unknown = False
+        # The ledger charges each message (OpenCode), so a model it never charged was priced by
+        # nobody there; otherwise (Claude Code's running totals) it covers every model of the session.
+        self.ledger_per_model = False
 
     # ------------------------------------------------------------ writing
     def add(self, ts_ms: int, model: str, tokens, *, tier: int = 0, speed: str = "",
@@ -115,6 +118,7 @@ class UsageFacts:
         for key, usd in other.ledger.items():
             self.ledger[key] = self.ledger.get(key, 0.0) + usd
         self.ledger_models_unknown = self.ledger_models_unknown or other.ledger_models_unknown
+        self.ledger_per_model = self.ledger_per_model or other.ledger_per_model
 
     @classmethod
     def combined(cls, parts) -> "UsageFacts":
@@ -129,6 +133,15 @@ class UsageFacts:
     def has_ledger(self) -> bool:
         return bool(self.ledger)
 
+    def charged_models(self) -> "set[str] | None":
+        """The models whose tokens the agent's ledger charged (they are not list-priced again):
+        None for every model (a ledger of running totals); an empty set without a ledger."""
+        if not self.ledger:
+            return set()
+        if not self.ledger_per_model:
+            return None
+        return {m for _b, m in self.ledger}
+
     def totals(self) -> list[int]:
         """The sums of every row's :data:`FIELDS`."""
         out = [0, 0, 0, 0, 0, 0]
@@ -142,7 +155,8 @@ class UsageFacts:
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, UsageFacts) and self.rows == other.rows and self.ledger == other.ledger
-                and self.ledger_models_unknown == other.ledger_models_unknown)
+                and self.ledger_models_unknown == other.ledger_models_unknown
+                and self.ledger_per_model == other.ledger_per_model)
 
     def copy(self) -> "UsageFacts":
         out = UsageFacts()
@@ -154,7 +168,7 @@ class UsageFacts:
         return {"v": VERSION,
                 "rows": [[b, m, t, s, *row] for (b, m, t, s), row in self.rows.items()],
                 "ledger": [[b, m, usd] for (b, m), usd in self.ledger.items()],
-                "unknown": self.ledger_models_unknown}
+                "unknown": self.ledger_models_unknown, "perModel": self.ledger_per_model}
 
     @classmethod
     def from_json(cls, data) -> "UsageFacts":
@@ -179,4 +193,5 @@ class UsageFacts:
                 raise ValueError("usage ledger")
             out.ledger[(b, m)] = float(usd)
         out.ledger_models_unknown = bool(data.get("unknown", False))
+        out.ledger_per_model = bool(data.get("perModel", False))
         return out

@@ -214,16 +214,18 @@ def session_cost(facts: UsageFacts | None, source: str) -> dict:
 
     ``ledger`` when the agent charged it itself, ``list-price`` when every model with tokens
     has a list price, else the priced part with ``unpricedModels`` naming the rest; ``unpriced``
-    (``usd`` null) when nothing could be priced."""
+    (``usd`` null) when nothing could be priced; ``mixed`` when an agent that charges per message
+    (OpenCode) charged some models and list prices priced the others."""
     if facts is None:
         return {"usd": None, "basis": "unpriced", "unpricedModels": []}
-    if facts.ledger:
+    charged = facts.charged_models()
+    if charged is None:  # the ledger covers every model
         return {"usd": round(sum(facts.ledger.values()), 9), "basis": "ledger", "unpricedModels": []}
     total = 0.0
     priced = False
     missing: set[str] = set()
     for key, row in facts.rows.items():
-        if not any(row[:5]):
+        if key[1] in charged or not any(row[:5]):
             continue
         usd = row_cost(key, row, source)
         if usd is None:
@@ -231,6 +233,9 @@ def session_cost(facts: UsageFacts | None, source: str) -> dict:
         else:
             total += usd
             priced = True
+    if facts.ledger:  # what the agent charged, and list prices where it charged nothing (OpenCode)
+        usd = round(sum(facts.ledger.values()) + total, 9)
+        return {"usd": usd, "basis": "mixed" if priced else "ledger", "unpricedModels": sorted(missing)}
     if not priced:
         return {"usd": None, "basis": "unpriced", "unpricedModels": sorted(missing)}
     return {"usd": round(total, 9), "basis": "list-price", "unpricedModels": sorted(missing)}

@@ -47,6 +47,7 @@ def build_cells(facts: UsageFacts | None, source: str) -> list[tuple]:
     if facts is None:
         return []
     merged: dict[tuple[int, str], list] = {}
+    charged = facts.charged_models()  # None: the ledger covers every model
     for key, row in facts.rows.items():
         bucket, model = key[0], key[1]
         cell = merged.get((bucket, model))
@@ -58,7 +59,7 @@ def build_cells(facts: UsageFacts | None, source: str) -> list[tuple]:
         cell[3] += row[3] + row[4]
         cell[4] += row[5]
         tokens = row[0] + row[1] + row[2] + row[3] + row[4]
-        if facts.ledger or not tokens:
+        if charged is None or model in charged or not tokens:
             continue
         usd = pricing.row_cost(key, row, source)
         if usd is None:
@@ -71,8 +72,8 @@ def build_cells(facts: UsageFacts | None, source: str) -> list[tuple]:
             cell = merged[(bucket, model)] = [0, 0, 0, 0, 0, None, None, 0]
         cell[5] = (cell[5] or 0.0) + usd
     if facts.ledger:
-        for cell in merged.values():
-            if cell[5] is None:
+        for (_bucket, model), cell in merged.items():
+            if cell[5] is None and (charged is None or model in charged):
                 cell[5] = 0.0  # the ledger charged these tokens elsewhere (it is per turn, not per message)
     return [(b, m, *c) for (b, m), c in sorted(merged.items())]
 

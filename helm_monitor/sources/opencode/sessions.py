@@ -99,7 +99,7 @@ class SessionRows:
         self.bad_parts: set[str] = set()
         self.cursor = 0  # the latest time_updated of its message and part rows (ms)
         self._summary: dict | None = None
-        self.usage = UsageFacts()  # of its own messages (its sub-agents' are theirs)
+        self.usage = _facts()  # of its own messages (its sub-agents' are theirs)
         # message id -> (facts row key or None, its tokens, ledger key or None, its dollars)
         self._usage_of: dict[str, tuple] = {}
         self.u_version = next(_VERSIONS)  # a new value whenever ``usage`` changes
@@ -131,7 +131,7 @@ class SessionRows:
         """Before its message and part rows are read again from scratch."""
         self.messages, self.parts, self.bad, self.bad_parts, self.cursor = {}, {}, set(), set(), 0
         if self._usage_of or self.usage:
-            self.usage, self._usage_of = UsageFacts(), {}
+            self.usage, self._usage_of = _facts(), {}
             self.u_version = next(_VERSIONS)
         self._summary = None
 
@@ -266,3 +266,10 @@ class SessionRows:
             "cost": pricing.session_cost(self.usage if usage is None else usage, SOURCE),
         })
         return out
+
+
+def _facts() -> UsageFacts:
+    """OpenCode's ledger is per message: a model it charged nothing for was not priced by it."""
+    facts = UsageFacts()
+    facts.ledger_per_model = True
+    return facts
