@@ -576,11 +576,11 @@ def test_a_forked_sessions_copied_messages_count_once(claude):
         cost = pricing.session_cost(c.usage(sid), "claude-code")
         assert c.session(sid)["cost"] == cost and cost["usd"] > 0 and cost["basis"] == "list-price"
     # The later of the two goes on: its copies are not read again for that.
-    kept = c._copies[str(origin.path)]
+    kept = c._forks._copies[str(origin.path)]
     origin.write(origin.assistant_records("e", usage=usage(16, 160, 1600, 16000), timestamp=at(120)))
     assert c.apply(str(origin.path)) == {origin.id, fork.id}
     assert c.usage(origin.id).totals() == [24, 240, 2400, 24000, 0, 2]
-    assert c._copies[str(origin.path)] is kept
+    assert c._forks._copies[str(origin.path)] is kept
     assert c.usage(origin.id) == scan(claude.root).usage(origin.id)
 
 

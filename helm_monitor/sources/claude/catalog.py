@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 
 from helm_monitor.sources.claude import records as R
 from helm_monitor.sources.claude.conversation import Conversation
+from helm_monitor.sources.claude.forks import Forks
 from helm_monitor.sources.claude.index import IndexHints, read_index
 from helm_monitor.sources.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
 from helm_monitor.sources.claude.registry import Incomplete, RegistryEntry, is_alive, read_entry
@@ -104,13 +105,7 @@ class Catalog(Source):
         self._legacy_readers: dict[str, SidechainReader] = {}  # legacy sidechain path -> reader
         # session id -> (its usage with every sidechain's, its cost): built when asked after a change
         self._usage: dict[str, tuple[UsageFacts, dict]] = {}
-        # Sessions by their first message (SessionStats.first_key): a fork (``--fork-session``)
-        # begins with a copy of its origin's messages, counted once (:meth:`_shared_earlier`).
-        self._families: dict[int, set[str]] = {}
-        self._family_of: dict[str, int] = {}
-        # path -> (inode, the copied messages, offset read, SessionStats.replaced_n, their facts):
-        # a fork's copies, read once
-        self._copies: dict[str, tuple[int | None, frozenset, int, int, UsageFacts]] = {}
+        self._forks = Forks(self._primary)  # forked sessions' copies count once
         self._indexes: dict[str, IndexHints] = {}  # project -> hints
         self._registry: dict[str, RegistryEntry] = {}  # registry path -> entry
         self._alive: dict[str, bool] = {}  # registry path -> pid alive
@@ -237,34 +232,10 @@ class Catalog(Source):
         """Bring what the catalog knows of ``path`` up to date. Returns changed session ids."""
         changed = self._apply_path(path, is_dir)
         if changed:
-            changed |= self._refamily(changed)
+            changed |= self._forks.changed(changed)
         for sid in changed:
             self._usage.pop(sid, None)
         return changed
-
-    def _refamily(self, changed: set[str]) -> set[str]:
-        """Sessions whose usage moved with ``changed``: those sharing their first message."""
-        affected: set[str] = set()
-        for sid in changed:
-            t = self._primary(sid)
-            key = t.reader.stats.first_key if t is not None else None
-            old = self._family_of.get(sid)
-            if key != old:
-                if old is not None:
-                    members = self._families[old]
-                    members.discard(sid)
-                    affected |= members
-                    if not members:
-                        del self._families[old]
-                    del self._family_of[sid]
-                if key is not None:
-                    members = self._families.setdefault(key, set())
-                    affected |= members
-                    members.add(sid)
-                    self._family_of[sid] = key
-            elif key is not None and len(self._families[key]) > 1:
-                affected |= self._families[key]
-        return affected
 
     def _apply_path(self, path: str, is_dir: bool | None) -> set[str]:
         info = self.layout.classify(path, is_dir)
@@ -343,7 +314,7 @@ class Catalog(Source):
 
     def _forget_transcript(self, path: str) -> set[str]:
         t = self._transcripts.pop(path, None)
-        self._copies.pop(path, None)
+        self._forks.forget(path)
         self._conversations.forget(path)
         self._request_conversations.forget(path)
         if t is None:
@@ -717,8 +688,7 @@ class Catalog(Source):
         in the transcript if it is there, else in the first sidechain (by path) that has it."""
         st = t.reader.stats
         out = st.usage.facts.copy()
-        shared = self._shared_earlier(session_id, t)
-        copies = self._copies_in(t, shared) if shared else None
+        copies = self._forks.copies(session_id, t)
         if copies is not None:
             for (bucket, model, tier, speed), row in copies.rows.items():
                 out.add(bucket, model, row[:5], tier=tier, speed=speed, messages=row[5], sign=-1)
@@ -739,54 +709,6 @@ class Catalog(Source):
             if n < len(readers):
                 seen |= ids
         return out
-
-    def _shared_earlier(self, session_id: str, t: _Transcript) -> set[int] | None:
-        """The messages of this transcript that a session earlier in its family holds too: a
-        forked session's copy of its origin's. They count in the earliest (by first record, then
-        id: a copy keeps its records' times, so origin and fork tie and the id decides)."""
-        members = self._families.get(self._family_of.get(session_id))
-        if not members or len(members) < 2:
-            return None
-        rank = self._family_rank(session_id, t)
-        mine = t.reader.stats.message_ids | t.reader.stats.side_ids
-        shared: set[int] = set()
-        for other in members:
-            o = self._primary(other) if other != session_id else None
-            if o is not None and self._family_rank(other, o) < rank:
-                st = o.reader.stats
-                shared |= mine & st.message_ids
-                shared |= mine & st.side_ids
-        return shared
-
-    def _copies_in(self, t: _Transcript, shared: set[int]) -> UsageFacts | None:
-        """What the messages ``shared`` added to ``t``'s facts. A transcript keeps totals, not each
-        message's part: a fork's file is read once more, logging each message, and what its copies
-        added is kept until they change (the file rewritten, or other messages shared)."""
-        path = t.reader.path
-        key = frozenset(shared)
-        st = t.reader.stats
-        got = self._copies.get(path)
-        if got is not None and got[0] == t.reader.inode and got[1] == key and t.reader.offset >= got[2]:
-            since = st.replaced_n - got[3]
-            if since == 0 or (0 < since <= len(st.replaced)
-                              and key.isdisjoint(list(st.replaced)[-since:])):
-                return got[4]
-        replaced_n = st.replaced_n
-        again = TranscriptReader(path, log_usage=True)
-        try:
-            again.update()
-        except OSError:
-            return None  # gone meanwhile: its removal is applied next
-        if again.inode != t.reader.inode:
-            return None
-        counter = again.stats.usage
-        facts = counter.facts_without(lambda d: d not in key)
-        self._copies[path] = (again.inode, key, again.offset, replaced_n, facts)
-        return facts
-
-    @staticmethod
-    def _family_rank(session_id: str, t: _Transcript) -> tuple[str, str]:
-        return t.reader.stats.first_ts or "", session_id
 
     def conversation(self, session_id: str):
         """The session's transcript as a conversation, paged from request threads."""
