@@ -86,6 +86,8 @@ def test_a_broken_reader_harms_no_session_of_another(claude, tmp_path, caplog):
             monitor.notify(str(s.path))
             wait_until(lambda: store.get(key)["lastPrompt"] == "after", 5, message="the Claude update")
             wait_until(lambda: "liveness bug" in caplog.text, 5, message="the liveness failure logged")
+            # (y.jsonl does not exist: a removal, read GONE_SETTLE_S after it was noticed)
+            wait_until(lambda: "reader bug" in caplog.text, 5, message="the reader's failure logged")
             assert monitor.alive
         finally:
             monitor.stop()

@@ -52,7 +52,8 @@ CATCH_UP = 0.05
 # A removal is read this long after it began, not at once: ``rm -r projects/`` removes the files
 # first and the folder last, and a transcript gone while projects/ still stands would be taken
 # for a transcript deleted on its own (no grace period, helm_monitor.sources.claude.catalog).
-GONE_SETTLE_S = 0.05
+# 50 ms was not always enough for rm -r on a loaded machine; a removal shown 0.25 s late is not seen.
+GONE_SETTLE_S = 0.25
 REGISTRY_RETRY_S = 0.2
 STRUCTURE_CHECK_S = 2.0
 # How often changed parse state is saved for the next start (and at stop).
