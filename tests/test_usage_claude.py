@@ -454,16 +454,22 @@ def test_restart_from_saved_state_gives_identical_usage_without_reading(claude):
     assert second.usage(s.id).totals()[1] == output - 5 + 500
 
 
-def test_state_handed_over_per_file_equals_reading_here(claude):
-    """What the first scan's processes do: read one file, export it, the pump takes it in."""
-    sessions = _history(claude)
-    alone = scan(claude.root)
+def _handed_over(claude) -> Catalog:
+    """What the first scan's processes do: each reads one file and exports it, the pump takes it in."""
     pump = Catalog(claude.root)
-    for path in alone.iter_paths():
+    for path in pump.iter_paths():
         child = Catalog(claude.root)
         child.apply(path)
         pump.restore_state(json.loads(json.dumps(child.export_state([path]))))
     pump.full_scan()
+    return pump
+
+
+def test_state_handed_over_per_file_equals_reading_here(claude):
+    """What the first scan's processes do: read one file, export it, the pump takes it in."""
+    sessions = _history(claude)
+    alone = scan(claude.root)
+    pump = _handed_over(claude)
     assert all_bytes_read(pump) == 0
     for s in sessions:
         assert pump.usage(s.id) == alone.usage(s.id)
@@ -612,12 +618,7 @@ def test_forks_read_in_any_order_restarted_or_handed_over_count_the_same(claude)
     assert all_bytes_read(restarted) == 0
     assert {sid: restarted.usage(sid) for sid in ids} == want
     # One file per scan process, handed over
-    pump = Catalog(claude.root)
-    for path in pump.iter_paths():
-        child = Catalog(claude.root)
-        child.apply(path)
-        pump.restore_state(json.loads(json.dumps(child.export_state([path]))))
-    pump.full_scan()
+    pump = _handed_over(claude)
     assert {sid: pump.usage(sid) for sid in ids} == want
     # A later record of a copied message, written in the origin only, moves the origin's count:
     # its copy in the fork is taken out as it stands.

@@ -172,7 +172,8 @@ def export_units() -> dict:
 def import_units(data) -> int:
     """Unit prices from :func:`export_units` of the same price table (another table's, or anything
     odd, is ignored: prices are then worked out again). Returns how many were taken in."""
-    if table_identity() is None or type(data) is not dict or data.get("format") != UNITS_FORMAT or data.get("table") != table_identity():
+    table = table_identity()
+    if table is None or type(data) is not dict or data.get("format") != UNITS_FORMAT or data.get("table") != table:
         return 0
     rows, unpriced = data.get("units"), data.get("unpriced")
     if type(rows) is not list or type(unpriced) is not dict:
