@@ -90,6 +90,8 @@ class Config:
     host_name: str = dataclasses.field(default_factory=default_host_name)
     # Processes the first scan of a big history is shared out over; None: one per core, 1: none.
     scan_workers: int | None = None
+    # Full-text search (SPEC 11): an indexer process keeps search.db in the cache directory.
+    search: bool = True
     role: str = "local"
     # The shared engine (team mode): redis:// or rediss:// with the user's name and password.
     redis_url: str | None = None
@@ -168,6 +170,8 @@ class Config:
             cfg.cache_dir = Path(env["HELM_CACHE_DIR"]).expanduser() if env["HELM_CACHE_DIR"] else None
         if env.get("HELM_LOG_LEVEL"):
             cfg.log_level = env["HELM_LOG_LEVEL"]
+        if env.get("HELM_SEARCH", "").lower() in ("0", "false", "no", "off"):
+            cfg.search = False
         if env.get("HELM_SCAN_WORKERS"):
             cfg.scan_workers = _int("HELM_SCAN_WORKERS", env["HELM_SCAN_WORKERS"])
         if env.get("HELM_REDIS_URL"):

@@ -23,6 +23,7 @@ import { maskSecrets } from './mask.js';
 import * as notify from './notify.js';
 import { API, params } from './settings.js';
 import * as store from './store.js';
+import * as transcripts from './transcript-search.js';
 import * as view from './view.js';
 
 const search = $('search');
@@ -65,6 +66,7 @@ function readUrl() {
   list.filters.agent = p.get('agent') || '';
   list.filters.host = p.get('host') || '';
   if (search.value !== list.filters.query) search.value = list.filters.query;
+  transcripts.changed(list.filters);
   list.refreshLinks(location.search);
   list.refilter();
   const id = p.get('session');
@@ -134,6 +136,7 @@ function init() {
   list.filters.agent = params.get('agent') || '';
   list.filters.host = params.get('host') || '';
   search.value = list.filters.query;
+  transcripts.changed(list.filters);
   // The hosts first: a change of the known hosts reaches the list before the rows do.
   store.subscribe(hosts.update);
   hosts.subscribe(list.setHosts);
@@ -141,7 +144,9 @@ function init() {
   store.subscribe(list.update);
   store.subscribe(notify.update);
   store.subscribe(view.update);
+  store.subscribe(transcripts.update);
   list.initList({ open });
+  transcripts.initTranscriptSearch({ open: (key, at) => view.openSession(key, { push: true, at }) });
   view.initView({ navigate: writeUrl });
   notify.setupNotifications(open);
 
@@ -151,22 +156,26 @@ function init() {
     // call costs milliseconds, and browsers throttle many of them).
     list.refreshLinks(addressQuery());
     list.refilter();
+    transcripts.changed(list.filters);
     clearTimeout(typedUrl);
     typedUrl = setTimeout(() => writeUrl(false), 250);
   });
   projectSelect.addEventListener('change', () => {
     list.filters.project = projectSelect.value;
     list.refilter();
+    transcripts.changed(list.filters);
     writeUrl(true);
   });
   agentSelect.addEventListener('change', () => {
     list.filters.agent = agentSelect.value;
     list.refilter();
+    transcripts.changed(list.filters);
     writeUrl(true);
   });
   hostSelect.addEventListener('change', () => {
     list.filters.host = hostSelect.value;
     list.refilter();
+    transcripts.changed(list.filters);
     writeUrl(true);
   });
   $('filters').addEventListener('submit', (event) => {

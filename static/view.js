@@ -25,6 +25,8 @@ import { claudeKeyOf, sessions } from './store.js';
 const PAGE_SIZE = 100;
 const FOLLOW_PAGE_SIZE = 500;
 const NEAR_BOTTOM_PX = 96;
+// A message opened from a search hit is shown with this many before it.
+const HIT_BEFORE = 10;
 
 let onNavigate = () => {};
 
@@ -54,6 +56,7 @@ function remoteNote(note) {
 
 const view = {
   id: null,
+  at: null, // the index of the message asked for (a search hit), or null: the tail
   generation: 0, // bumps on every open; late answers for an older view are dropped
   start: 0, // index of the first loaded message
   end: 0, // index after the last loaded message
@@ -137,15 +140,23 @@ function renderDetailHead(session) {
   });
 }
 
-export function openSession(id, { push } = {}) {
+/** Open a session's view; ``at``: the index of a message to show (a search hit), else the tail. */
+export function openSession(id, { push, at } = {}) {
   if (!id) return;
   // A first-version bookmark names a Claude Code session by its bare id: listed already, it
   // opens by key at once; otherwise loadTail asks the server for its key.
   if (!isKey(id)) id = claudeKeyOf(id) || id;
+  const target = Number.isInteger(at) && at >= 0 ? at : null;
   if (view.id === id) {
-    detail.scroller.focus({ preventScroll: true });
-    return;
+    if (target !== null && !(view.loaded && target >= view.start && target < view.end)) {
+      view.id = null; // not loaded: open again around it
+    } else {
+      if (target !== null) showMessage(target);
+      detail.scroller.focus({ preventScroll: true });
+      return;
+    }
   }
+  view.at = target;
   view.id = id;
   view.generation += 1;
   view.start = 0;
@@ -224,11 +235,14 @@ async function loadTail(generation) {
       adoptKey(found.session);
     }
     const id = view.id;
-    let page = await fetchJSON(conversationUrl(id, 0, PAGE_SIZE));
+    const at = view.at;
+    let page = await fetchJSON(conversationUrl(id, at === null ? 0 : Math.max(0, at - HIT_BEFORE), PAGE_SIZE));
     if (generation !== view.generation) return;
     const total = Number(page.total) || 0;
-    if (total > PAGE_SIZE) {
-      page = await fetchJSON(conversationUrl(id, total - PAGE_SIZE, PAGE_SIZE));
+    // The tail, unless a message asked for lies before it: then the page around that one.
+    const tailStart = Math.max(0, total - PAGE_SIZE);
+    if (total > PAGE_SIZE && (at === null || at >= tailStart)) {
+      page = await fetchJSON(conversationUrl(id, tailStart, PAGE_SIZE));
       if (generation !== view.generation) return;
     }
     view.remote = page.remote === true;
@@ -247,7 +261,7 @@ async function loadTail(generation) {
     view.loaded = true;
     updateEarlierButton();
     setText(detail.state, messages.length ? '' : 'No messages yet.');
-    scrollToBottom();
+    if (at === null || !showMessage(at)) scrollToBottom();
     // Messages written while we were loading:
     if (page.nextOffset !== null && page.nextOffset !== undefined) follow();
   } catch (err) {
@@ -351,6 +365,23 @@ async function follow() {
   } finally {
     if (generation === view.generation) view.following = false;
   }
+}
+
+/** Scroll to a loaded message and mark it (a search hit). False when it is not loaded. */
+function showMessage(index) {
+  // Replies of one API message share an item, and a tool's result sits on its call's card:
+  // the item is the last one that starts at or before the message.
+  let el = null;
+  for (const item of detail.messages.querySelectorAll('[data-index]')) {
+    if (Number(item.dataset.index) <= index) el = item;
+    else break;
+  }
+  if (index < view.start || index >= view.end) el = null;
+  for (const old of detail.messages.querySelectorAll('.msg-hit')) old.classList.remove('msg-hit');
+  if (!el) return false;
+  el.classList.add('msg-hit');
+  el.scrollIntoView({ block: 'center' });
+  return true;
 }
 
 function reloadView() {

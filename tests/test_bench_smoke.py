@@ -127,3 +127,18 @@ def test_usage_quick_run_measures_queries_and_both_cold_starts(tmp_path):
     for kind in ("cold", "restart"):
         s = res["cold_start"]["summary"][kind]
         assert s["base_median_s"] > 0 and s["head_median_s"] > 0, s
+
+
+def test_search_quick_run_builds_queries_and_follows_appends(tmp_path):
+    """bench/search.py --quick: the real indexer over a 20 MB history, queries, appends searchable."""
+    env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCH / "search.py"), "--quick"], capture_output=True, text=True,
+                          timeout=200, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((BENCH / "results" / "search-quick.json").read_text())
+    b = res["build"]
+    assert res["quick"] and b["seconds"] > 0 and b["documents"] > 100 and b["sessions"] > 10 and b["indexMB"] > 0
+    assert res["queries"]["common word"]["total"] > 0 and res["queries"]["prefix"]["total"] > 0
+    for label, q in res["queries"].items():
+        assert 0 < q["p50ms"] <= q["p95ms"], (label, q)
+    assert res["append"]["n"] == 10 and 0 < res["append"]["p50s"] <= res["append"]["maxs"] < 30

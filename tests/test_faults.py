@@ -450,7 +450,8 @@ def serve_and_write(server_factory, claude, env, session) -> object:
 
 def test_read_only_cache_directory(claude, server_factory, tmpfs):
     cache = tmpfs("cache", "1m")
-    env = {"HELM_CACHE_DIR": str(cache)}
+    # The parse-state cache alone: the search index (which lives there too) is left out.
+    env = {"HELM_CACHE_DIR": str(cache), "HELM_SEARCH": "0"}
     sessions = history(claude)
     serve_and_write(server_factory, claude, env, sessions[0])
     saved = {p.name: p.read_bytes() for p in cache.iterdir()}
@@ -481,7 +482,8 @@ def test_read_only_cache_directory(claude, server_factory, tmpfs):
 
 def test_full_cache_directory(claude, server_factory, tmpfs):
     cache = tmpfs("cache", "64k")
-    env = {"HELM_CACHE_DIR": str(cache)}
+    # The parse-state cache alone: the search index (which lives there too) is left out.
+    env = {"HELM_CACHE_DIR": str(cache), "HELM_SEARCH": "0"}
     sessions = history(claude)
     serve_and_write(server_factory, claude, env, sessions[0])
     [state_file] = cache.glob("state-*.json")

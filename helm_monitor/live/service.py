@@ -63,6 +63,10 @@ class LiveService:
         # Parts that run beside the pipeline (the team agent's publisher): each has start(),
         # stop() and health() -> (name, dict); started after the pump, stopped before it.
         self.attached: list = []
+        # The full-text index's file (SPEC 11), when an indexer keeps one (web/app.py attaches it).
+        self.search_index: str | None = None
+        # Set once the monitor's first scan is served (parts may wait on it before they start).
+        self.ready = threading.Event()
 
     @property
     def started(self) -> bool:
@@ -93,6 +97,8 @@ class LiveService:
                 log.error("file watching could not start: %s", exc)
                 watcher.error = str(exc)
             monitor.start()
+            threading.Thread(target=lambda: monitor.ready.wait() and self.ready.set(), name="helm-ready",
+                             daemon=True).start()
             for part in self.attached:
                 part.start()
             log.info("watching %s (%s)", ", ".join(f"{s.name} {s.root}" for s in self.catalog.sources), watcher.mode)

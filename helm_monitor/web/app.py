@@ -32,7 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     app.extensions["helm"] = _service(config)
 
-    from helm_monitor.web import api, errors, ops, page, security, stream, usage, ws
+    from helm_monitor.web import api, errors, ops, page, search, security, stream, usage, ws
     errors.init_app(app)
     security.init_app(app)
     app.extensions["helm_metrics"] = ops.Metrics(app)
@@ -41,6 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(api.claude_bp)
     app.register_blueprint(api.hosts_bp)
     app.register_blueprint(usage.bp)
+    app.register_blueprint(search.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(ws.bp)
     app.register_blueprint(ops.bp)
@@ -70,6 +71,12 @@ def _service(config: Config):
     if config.role == "agent":
         from helm_monitor.team.agent import attach
         attach(svc, config)
+    if config.search and config.cache_dir is not None:
+        from helm_monitor.search.process import SearchIndexer
+        indexer = SearchIndexer(cache_dir=config.cache_dir, host=svc.host, sources=svc.source_options,
+                                ready=svc.ready, watcher=config.watcher, log_level=config.log_level)
+        svc.search_index = indexer.path
+        svc.attached.append(indexer)
     return svc
 
 

@@ -13,7 +13,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, abort, render_template, send_from_directory
+from flask import Blueprint, abort, current_app, render_template, send_from_directory
 
 from helm_monitor import __version__
 
@@ -38,7 +38,11 @@ def asset_digest() -> str:
 @bp.get("/")
 def index():
     """The live dashboard page."""
-    return render_template("index.html", version=__version__, assets=f"assets/{asset_digest()}")
+    # Transcript search is offered only where an index is kept (not without a cache directory,
+    # not on the team's web tier): the page never asks a server that would answer 501.
+    search = getattr(current_app.extensions["helm"], "search_index", None) is not None
+    return render_template("index.html", version=__version__, assets=f"assets/{asset_digest()}",
+                           search="on" if search else "off")
 
 
 @bp.get("/assets/<digest>/<path:filename>")
