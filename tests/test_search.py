@@ -300,6 +300,8 @@ def test_the_server_finds_what_is_written_and_follows_appends(search_server):
     assert first["total"] >= 1 and first["tookMs"] >= 0
     sessions = {s["key"] for s in srv.get_json("/api/sessions/all")}
     assert all(h["key"] in sessions for h in first["hits"])
+    before = wait_until(lambda: (h := srv.get_json("/healthz")["search"])["state"] == "ready" and h, 10, 0.1,
+                        "the index to say it is ready")
     file = max((claude / "projects").glob("*/*.jsonl"), key=lambda p: p.stat().st_size)
     with file.open("a") as f:
         f.write(_user_record(file, "the quixotic flamingo refactor", "u-live-1"))
@@ -312,8 +314,9 @@ def test_the_server_finds_what_is_written_and_follows_appends(search_server):
     detail = srv.get_json(f"/api/sessions/{hit['key']}?offset={hit['messageIndex']}&limit=1")
     assert detail["messages"][0]["index"] == hit["messageIndex"]
     assert "flamingo" in json.dumps(detail["messages"][0]["blocks"])
-    health = srv.get_json("/healthz")["search"]
-    assert health["running"] and health["documents"] >= 1
+    health = wait_until(lambda: (h := srv.get_json("/healthz")["search"])["documents"] == before["documents"] + 1 and h,
+                        10, 0.1, "/healthz to count the appended message")
+    assert health["running"] and health["state"] == "ready" and health["sessions"] == len(sessions)
 
 
 @pytest.mark.parametrize("target", ["/api/search", "/api/search?q=", "/api/search?q=%20%20", "/api/search?q=%2A",

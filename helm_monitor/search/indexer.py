@@ -125,9 +125,12 @@ class Follower:
             if self.writer.needs_rebuild():
                 log.info("the search index holds too many dropped documents; building it again")
                 self.writer = self.writer.rebuild()
-                for s in self.store.snapshot():
-                    self._dirty[s["key"]] = s
+                with self._cond:
+                    for s in self.store.snapshot():
+                        self._dirty[s["key"]] = s
                 building = True
+            elif not building:
+                self.writer.set_state("ready", **self.writer.counts())  # what /healthz shows
 
     def _one(self, key: str, session: dict | None) -> None:
         try:
