@@ -530,7 +530,8 @@ def test_a_cut_cache_file_is_never_trusted(claude, server_factory, tmp_path):
 def test_cache_directory_deleted_while_running(claude, server_factory, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
-    env = {"HELM_CACHE_DIR": str(cache)}
+    # The search indexer would create the directory again first (its own test is in test_search).
+    env = {"HELM_CACHE_DIR": str(cache), "HELM_SEARCH": "0"}
     sessions = history(claude)
     srv = server_factory(claude.root, env=env)
     wait_until(lambda: list(cache.glob("state-*.json")), 10, message="the first save")

@@ -348,6 +348,42 @@ def test_the_indexer_is_restarted_when_it_dies_and_stops_with_the_server(search_
     assert new
 
 
+def _hits(srv, q: str) -> list[dict] | None:
+    status, body = _search(srv, q)
+    return body["hits"] if status == 200 else None
+
+
+def test_a_deleted_transcript_is_no_longer_found(search_server):
+    """Transcripts hold secrets: a file the user removed must not stay findable (nor its hits
+    point at a session that is gone)."""
+    srv, claude = search_server
+    file = max((claude / "projects").glob("*/*.jsonl"), key=lambda p: p.stat().st_size)
+    with file.open("a") as f:
+        f.write(_user_record(file, "the xylophonic pelican migration", "u-del-1"))
+    wait_until(lambda: _hits(srv, "xylophonic pelican"), 20, 0.1, "the session to be searchable")
+    wait_until(lambda: srv.get_json("/healthz")["search"]["state"] == "ready", 10, 0.1, "the index to be ready")
+    file.unlink()
+    wait_until(lambda: _hits(srv, "xylophonic pelican") == [], 10, 0.1, "the deleted session to drop out")
+    assert srv.get_json("/healthz")["search"]["sessions"] == len(srv.get_json("/api/sessions/all"))
+
+
+def test_the_index_is_built_again_when_the_cache_directory_is_deleted(search_server):
+    srv, claude = search_server
+    wait_until(lambda: _hits(srv, "hello"), 20, 0.1, "the index to be built")
+    cache = Path(srv.extra_env["HELM_CACHE_DIR"])
+    shutil.rmtree(cache)
+    file = max((claude / "projects").glob("*/*.jsonl"), key=lambda p: p.stat().st_size)
+    with file.open("a") as f:
+        f.write(_user_record(file, "the zeppelin armadillo handover", "u-gone-1"))
+    # What was indexed before and what was written after are both found in the new file.
+    wait_until(lambda: _hits(srv, "zeppelin armadillo"), 20, 0.1, "the write after the deletion to be found")
+    assert _hits(srv, "hello")
+    assert (cache / "search.db").stat().st_mode & 0o777 == 0o600
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert srv.log().count("was removed; building it again") == 1, srv.log()
+    assert srv.get_json("/healthz")["search"]["restarts"] == 0
+
+
 def test_search_is_off_without_a_cache_directory_and_needs_the_token(tmp_path, sample_dir, server_factory):
     claude = sample_dir("claude-code-2.1.330")
     off = server_factory(claude)  # HELM_CACHE_DIR empty: no cache, no index

@@ -66,7 +66,7 @@ class Follower:
     # ------------------------------------------------------------ from the store (the pump's thread)
     def changed(self, kind: str, sessions: list[dict]) -> None:
         with self._cond:
-            if kind == "deleted":
+            if kind == "session-deleted":
                 for s in sessions:
                     self._dirty[s["key"]] = None
             else:
@@ -90,11 +90,16 @@ class Follower:
         while True:
             with self._cond:
                 while not self._dirty and not self._stopping:
-                    if building and self.scanned.is_set():
+                    if building and self.scanned.is_set() or self.writer.vanished():
                         break
                     self._cond.wait(0.5)
                 if self._stopping:
                     return
+            if self.writer.vanished():
+                log.warning("the search index %s was removed; building it again", self.writer.path)
+                self._start_over()
+                building = True
+                continue
             time.sleep(BATCH_WAIT_S)
             with self._cond:
                 batch, self._dirty = self._dirty, {}
@@ -124,13 +129,17 @@ class Follower:
                     self.writer.set_state("building", **self.writer.counts())
             if self.writer.needs_rebuild():
                 log.info("the search index holds too many dropped documents; building it again")
-                self.writer = self.writer.rebuild()
-                with self._cond:
-                    for s in self.store.snapshot():
-                        self._dirty[s["key"]] = s
+                self._start_over()
                 building = True
             elif not building:
                 self.writer.set_state("ready", **self.writer.counts())  # what /healthz shows
+
+    def _start_over(self) -> None:
+        """An empty index, and every session the store holds marked to be indexed into it."""
+        self.writer = self.writer.rebuild()
+        with self._cond:
+            for s in self.store.snapshot():
+                self._dirty[s["key"]] = s
 
     def _one(self, key: str, session: dict | None) -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 from datetime import datetime
 
@@ -43,6 +44,7 @@ class IndexWriter:
     def __init__(self, path: str):
         self.path = path
         self.conn = db.open_writer(path)
+        self._file = self._identity()
         # key -> [row id, messages indexed, signature of the last one, the Session's when indexed]
         self._known: dict[str, list] = {
             key: [sid, indexed, sig, seen]
@@ -50,6 +52,18 @@ class IndexWriter:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _identity(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def vanished(self) -> bool:
+        """The file was removed or replaced under us (the cache directory deleted, say): what is
+        written now would go to an inode no reader can open."""
+        return self._identity() != self._file
 
     def known_keys(self) -> set[str]:
         return set(self._known)
