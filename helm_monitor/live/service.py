@@ -151,7 +151,19 @@ class LiveService:
         """A page of a listed session's conversation, or None."""
         if self.store.get(key) is None:
             return None
-        conv = self.catalog.conversation(key)
+        return self._page(self.catalog.conversation(key), offset, limit)
+
+    def subagent_conversation(self, key: str, agent_id: str, offset: int, limit: int) -> dict | None:
+        """A page of the conversation of a listed session's subagent (its ``agentId``), or None."""
+        if self.store.get(key) is None:
+            return None
+        found = self.catalog.split(key)
+        if found is None:
+            return None
+        source, session_id = found
+        return self._page(source.subagent_conversation(session_id, agent_id), offset, limit)
+
+    def _page(self, conv, offset: int, limit: int) -> dict | None:
         if conv is None:
             return None
         try:

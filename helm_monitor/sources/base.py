@@ -74,9 +74,12 @@ class Conversation(Protocol):
         A Message is ``{"index", "uuid", "role" ("user"/"assistant"), "kind"
         ("prompt", "reply", "tool-result", "meta"), "timestamp", "model",
         "messageId", "blocks": [...]}``; blocks are ``{"type": "text"|"thinking",
-        "text"}``, ``{"type": "tool_use", "id", "name", "input"}``,
-        ``{"type": "tool_result", "toolUseId", "text", "isError", "truncated"}``
-        or ``{"type": "image"}``, every text masked (helm_monitor.sources.redact).
+        "text"}``, ``{"type": "tool_use", "id", "name", "input"}`` (an edit's also
+        ``"patch", "patchTruncated"``), ``{"type": "tool_result", "toolUseId", "text",
+        "isError", "truncated"}`` (where known also ``"patch", "patchTruncated"``,
+        ``"filePath"``, ``"agentId"``), ``{"type": "image", "mediaType", "bytes"}`` or
+        ``{"type": "unknown", "kind", "raw"}`` (helm_monitor.sources.blocks), every text
+        masked (helm_monitor.sources.redact).
         Raises FileNotFoundError when the session's data is gone.
         """
 
@@ -192,6 +195,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def conversation(self, session_id: str) -> Conversation | None:
         """The session's messages (paged from request threads), or None if unknown."""
+
+    def subagent_conversation(self, session_id: str, agent_id: str) -> Conversation | None:
+        """The messages of one of the session's subagents, named as its tool results name it
+        (``agentId``), or None: unknown, or an agent whose subagents are not kept apart."""
+        return None
 
     # ------------------------------------------------------------ parse state
     def export_state(self, paths: Iterable[str] | None = None) -> dict | None:

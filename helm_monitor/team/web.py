@@ -190,6 +190,10 @@ class TeamWebService:
         return {"messages": page, "nextOffset": end if end < total else None, "total": total,
                 "remote": True, "note": note}
 
+    def subagent_conversation(self, key: str, agent_id: str, offset: int, limit: int) -> dict | None:
+        """Subagents' transcripts are not published (they stay on their host): never found here."""
+        return None
+
     def health(self) -> dict:
         feed = self.feed
         now = feed.engine_ms()

@@ -6,8 +6,9 @@ for Claude Code sessions, named by their own id (SPEC 3). ``/api/hosts`` lists t
 hosts that publish (one, without a shared engine).
 
 The service behind them is this host's (LiveService) or the team web tier's
-(TeamWebService): both offer ``store``, ``wait_ready``, ``conversation`` and ``hosts``,
-and a ``monitor`` whose ``refresh()`` rescans (or re-reads the engine).
+(TeamWebService): both offer ``store``, ``wait_ready``, ``conversation``,
+``subagent_conversation`` and ``hosts``, and a ``monitor`` whose ``refresh()`` rescans (or
+re-reads the engine).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from helm_monitor.sources.claude.conversation import is_valid_agent_id
 from helm_monitor.sources.claude.layout import is_valid_session_id
 from helm_monitor.web.errors import json_error
 from helm_monitor.web.state import service_of
@@ -90,7 +92,29 @@ def claude_session_detail(session_id: str):
     return _detail(lambda svc: svc.store.find(CLAUDE, session_id))
 
 
-def _detail(lookup):
+@bp.get("/<key>/subagents/<agent_id>")
+def subagent_detail(key: str, agent_id: str):
+    """A page of the conversation of one of a session's subagents, named by the ``agentId`` its
+    tool result carries: ``{"agentId", "messages", "nextOffset", "total"}``."""
+    if not _KEY_RE.fullmatch(key):
+        return json_error(400, "malformed session key")
+    if not is_valid_agent_id(agent_id):
+        return json_error(400, "malformed agent id")
+    paging = _paging()
+    if isinstance(paging, Response):
+        return paging
+    svc = service_of(current_app)
+    svc.wait_ready(READY_WAIT_S)
+    if svc.store.get(key) is None:
+        return json_error(404, "no such session")
+    page = svc.subagent_conversation(key, agent_id, *paging)
+    if page is None:
+        return json_error(404, "no such subagent")
+    return json_response({"agentId": agent_id, **page})
+
+
+def _paging() -> tuple[int, int] | Response:
+    """``(offset, limit)`` of the request, or the 400 answer."""
     try:
         offset = int(request.args.get("offset", 0))
         limit = int(request.args.get("limit", DEFAULT_LIMIT))
@@ -98,6 +122,14 @@ def _detail(lookup):
         return json_error(400, "offset and limit must be whole numbers")
     if offset < 0 or not 1 <= limit <= MAX_LIMIT:
         return json_error(400, f"offset must be >= 0 and limit 1-{MAX_LIMIT}")
+    return offset, limit
+
+
+def _detail(lookup):
+    paging = _paging()
+    if isinstance(paging, Response):
+        return paging
+    offset, limit = paging
     svc = service_of(current_app)
     svc.wait_ready(READY_WAIT_S)
     session = lookup(svc)

@@ -28,7 +28,7 @@ import time
 from typing import Callable, Iterator
 
 from helm_monitor.sources.claude import records as R
-from helm_monitor.sources.claude.conversation import Conversation
+from helm_monitor.sources.claude.conversation import Conversation, is_valid_agent_id
 from helm_monitor.sources.claude.forks import Forks
 from helm_monitor.sources.claude.index import IndexHints, read_index
 from helm_monitor.sources.claude.layout import Kind, Layout, decode_project_dir, is_valid_session_id
@@ -119,6 +119,7 @@ class Catalog(Source):
         # Their indexes are kept, so paging on through a long transcript does not index it again.
         self._conversations = Recent(Conversation, 8)
         self._request_conversations = Recent(Conversation, 16)  # paged by requests, apart from the pump's
+        self._subagent_conversations = Recent(lambda path: Conversation(path, sidechain=True), 8)
         # Readers restored from a saved state (helm_monitor.sources.claude.state), used when their path is applied.
         self._restored: dict[str, _Transcript] = {}
         self._restored_sidechains: dict[str, SidechainReader] = {}
@@ -333,6 +334,7 @@ class Catalog(Source):
             return set()
         if not exists:
             gone = readers.pop(path, None) is not None
+            self._subagent_conversations.forget(path)
             if not readers:
                 del self._subagents[session_id]
             return {session_id} if gone else set()
@@ -717,6 +719,32 @@ class Catalog(Source):
         except RuntimeError:  # the pump changed the session's paths meanwhile
             path = None
         return None if path is None else self._request_conversations.get(path)
+
+    def subagent_conversation(self, session_id: str, agent_id: str):
+        """The transcript of the session's subagent ``agent_id`` (``toolUseResult.agentId``): one of
+        the subagent files (``<session>/subagents/**/agent-<id>.jsonl``, or a legacy top-level
+        sidechain of the session) already known, never a path made from the id."""
+        if not is_valid_agent_id(agent_id) or self._primary_or_none(session_id) is None:
+            return None
+        path = self._subagent_path(session_id, "agent-" + agent_id + ".jsonl")
+        return None if path is None else self._subagent_conversations.get(path)
+
+    def _subagent_path(self, session_id: str, name: str) -> str | None:
+        for _ in range(3):  # the pump may change these sets meanwhile: look again
+            try:
+                paths = list(self._subagents.get(session_id, ())) + list(self._legacy_paths.get(session_id, ()))
+            except RuntimeError:
+                continue
+            found = sorted(p for p in paths if os.path.basename(p) == name)
+            # The same id twice (nested folders): the one nearest the session's folder.
+            return min(found, key=lambda p: (p.count(os.sep), p)) if found else None
+        return None
+
+    def _primary_or_none(self, session_id: str) -> _Transcript | None:
+        try:
+            return self._primary(session_id)
+        except (RuntimeError, KeyError):  # the pump changed the session's paths meanwhile
+            return None
 
     def export_state(self, paths=None) -> dict:
         from helm_monitor.sources.claude import state

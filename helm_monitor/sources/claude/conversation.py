@@ -7,14 +7,20 @@ following a live session reads only what was appended.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+import stat
 import threading
 from array import array
 
 import orjson
 
+from helm_monitor.sources import blocks as B
 from helm_monitor.sources.claude import records as R
 from helm_monitor.sources.claude.transcript import TranscriptReader
+from helm_monitor.sources.jsonl import OPEN_FLAGS
 from helm_monitor.sources.pages import LineIndex, page_of, window
 from helm_monitor.sources.redact import redact_clipped
 
@@ -36,8 +42,11 @@ class Conversation:
     index is extended in place.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, sidechain: bool = False):
+        """``sidechain``: ``path`` is a subagent's transcript (``subagents/agent-<id>.jsonl``), whose
+        records are all ``isSidechain``; a session's transcript shows none of those."""
         self.path = path
+        self.sidechain = sidechain
         self.lock = threading.Lock()
         self._index = LineIndex()
         self._reset()
@@ -47,17 +56,34 @@ class Conversation:
         self._starts = array("q")
         self._ends = array("q")
 
+    def _open(self) -> int:
+        """The transcript, opened as every reader opens an agent's file (helm_monitor.sources.jsonl):
+        a symbolic link or anything but a regular file counts as gone."""
+        try:
+            fd = os.open(self.path, OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise FileNotFoundError(errno.ENOENT, "not a transcript", self.path) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileNotFoundError(errno.ENOENT, "not a regular file", self.path)
+        return fd
+
     def _update(self) -> None:
-        with open(self.path, "rb") as f:
-            self._index.update(f.fileno(), self._index_line, self._reset)
+        fd = self._open()
+        try:
+            self._index.update(fd, self._index_line, self._reset)
+        finally:
+            os.close(fd)
 
     def _index_line(self, buf: bytes, start: int, end: int, offset: int) -> None:
-        if self._is_message(buf, start, end):
+        if self._is_message(buf, start, end, self.sidechain):
             self._starts.append(offset)
             self._ends.append(offset + end - start)
 
     @staticmethod
-    def _is_message(buf: bytes, start: int, end: int) -> bool:
+    def _is_message(buf: bytes, start: int, end: int, sidechain: bool = False) -> bool:
         if end <= start or TranscriptReader._skippable(buf, start, end):
             return False
         if buf.startswith(b'{"type":"', start):
@@ -68,7 +94,8 @@ class Conversation:
             rec = orjson.loads(buf[start:end])
         except orjson.JSONDecodeError:
             return False
-        return isinstance(rec, dict) and rec.get("type") in ("user", "assistant") and rec.get("isSidechain") is not True
+        return isinstance(rec, dict) and rec.get("type") in ("user", "assistant") and (
+            sidechain or rec.get("isSidechain") is not True)
 
     def page(self, offset: int = 0, limit: int = 100) -> dict:
         self._update()
@@ -85,17 +112,19 @@ class Conversation:
         offset, end = window(offset, limit, total, MAX_LIMIT)
         messages = []
         if end > offset:
-            with open(self.path, "rb") as f:
+            fd = self._open()
+            try:
                 for i in range(offset, end):
-                    f.seek(self._starts[i])
-                    line = f.read(self._ends[i] - self._starts[i])
+                    line = os.pread(fd, self._ends[i] - self._starts[i], self._starts[i])
                     try:
                         rec = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         raise _Stale() from None
                     if not isinstance(rec, dict):
                         raise _Stale()
-                    messages.append(to_message(i, rec))
+                    messages.append(to_message(i, rec, self.sidechain))
+            finally:
+                os.close(fd)
         return page_of(messages, end, total)
 
 
@@ -114,14 +143,28 @@ def _result_text(content) -> str:
     return "" if content is None else str(content)
 
 
-def _blocks(content) -> list[dict]:
+# Claude Code's subagent ids (``toolUseResult.agentId``, ``subagents/agent-<id>.jsonl``).
+AGENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_valid_agent_id(value) -> bool:
+    return isinstance(value, str) and AGENT_ID_RE.fullmatch(value) is not None
+
+
+def _blocks(content, result=None) -> list[dict]:
+    """The blocks of a message's ``content``; ``result``: the record's ``toolUseResult``."""
     if isinstance(content, str):
         return [{"type": "text", "text": redact_clipped(content, TEXT_MAX)[0]}]
-    if not isinstance(content, list):
+    if content is None:
         return []
+    if not isinstance(content, list):
+        return [B.unknown_block(None, content)]
+    # One toolUseResult per record: it belongs to the tool result when there is one only.
+    results = sum(1 for b in content if isinstance(b, dict) and b.get("type") == "tool_result")
     out = []
     for block in content:
         if not isinstance(block, dict):
+            out.append(B.unknown_block(None, block))
             continue
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
@@ -131,24 +174,51 @@ def _blocks(content) -> list[dict]:
         elif kind == "tool_use":
             raw = block.get("input")
             text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
-            out.append({"type": "tool_use", "id": R.str_or_none(block.get("id")), "name": R.str_or_none(block.get("name")) or "tool",
-                        "input": redact_clipped(text, TOOL_INPUT_MAX)[0]})
+            shown = {"type": "tool_use", "id": R.str_or_none(block.get("id")),
+                     "name": R.str_or_none(block.get("name")) or "tool", "input": redact_clipped(text, TOOL_INPUT_MAX)[0]}
+            pairs = B.edit_pairs(raw)
+            if pairs:  # Edit / MultiEdit: the diff before its result (and its structuredPatch) arrives
+                patch = B.diff_patch(pairs)
+                if patch is not None:
+                    shown.update(patch)
+            out.append(shown)
         elif kind == "tool_result":
             text, truncated = redact_clipped(_result_text(block.get("content")), TOOL_RESULT_MAX)
-            out.append({"type": "tool_result", "toolUseId": R.str_or_none(block.get("tool_use_id")), "text": text,
-                        "isError": block.get("is_error") is True, "truncated": truncated})
+            shown = {"type": "tool_result", "toolUseId": R.str_or_none(block.get("tool_use_id")), "text": text,
+                     "isError": block.get("is_error") is True, "truncated": truncated}
+            if results == 1 and isinstance(result, dict):
+                _add_result(shown, result)
+            out.append(shown)
         elif kind == "image":
-            out.append({"type": "image"})
+            source = block.get("source") if isinstance(block.get("source"), dict) else {}
+            data = source.get("data") if source.get("type") == "base64" else None
+            out.append(B.image_block(source.get("media_type"), data))
+        else:  # redacted_thinking, server_tool_use, document, a type not known yet, a known one misshapen
+            out.append(B.unknown_block(kind, block))
     return out
 
 
-def to_message(index: int, rec: dict) -> dict:
+def _add_result(shown: dict, result: dict) -> None:
+    """What of a ``toolUseResult`` the page shows beside the result's text: an edit's hunks and
+    file, a subagent's id. Never the rest (``originalFile`` is the whole file)."""
+    patch = B.clean_patch(result.get("structuredPatch"))
+    if patch is not None:
+        shown.update(patch)
+    path = B.masked_path(result.get("filePath"))
+    if path is not None:
+        shown["filePath"] = path
+    if is_valid_agent_id(result.get("agentId")):
+        shown["agentId"] = result["agentId"]
+
+
+def to_message(index: int, rec: dict, sidechain: bool = False) -> dict:
+    """``sidechain``: a subagent's record, whose task (its first user message) is its prompt."""
     role = "assistant" if rec.get("type") == "assistant" else "user"
     message = rec.get("message") if isinstance(rec.get("message"), dict) else {}
-    blocks = _blocks(message.get("content"))
+    blocks = _blocks(message.get("content"), rec.get("toolUseResult"))
     if role == "assistant":
         kind = "reply"
-    elif R.prompt_of(R.from_dict(rec)) is not None:
+    elif R.prompt_of(R.from_dict(dict(rec, isSidechain=False) if sidechain else rec)) is not None:
         kind = "prompt"
     elif blocks and all(b["type"] == "tool_result" for b in blocks):
         kind = "tool-result"

@@ -21,6 +21,7 @@ import os
 import threading
 from array import array
 
+from helm_monitor.sources import blocks as B
 from helm_monitor.sources.codex import records as R
 from helm_monitor.sources.codex.rollout import iter_zst_lines
 from helm_monitor.sources.jsonl import OPEN_FLAGS as _FLAGS
@@ -190,11 +191,15 @@ def _content_blocks(content) -> list[dict]:
     if isinstance(content, list):
         for b in content:
             if not isinstance(b, dict):
-                continue
-            if isinstance(b.get("text"), str):
+                out.append(B.unknown_block(None, b))
+            elif isinstance(b.get("text"), str):
                 out.append({"type": "text", "text": _text(b["text"])})
             elif str(b.get("type", "")).lower() in ("image", "input_image", "local_image", "localimage"):
-                out.append({"type": "image"})
+                out.append(B.image_block(None, b.get("image_url") or b.get("url")))
+            else:  # a part of a type not known yet (mentions, skills, refusals...)
+                out.append(B.unknown_block(b.get("type"), b))
+    elif content is not None:
+        out.append(B.unknown_block(None, content))
     return out
 
 
@@ -232,7 +237,7 @@ def to_message(index: int, rec: dict) -> dict | None:
         blocks = _content_blocks(p.get("message"))
         images = p.get("images")
         if isinstance(images, list):
-            blocks += [{"type": "image"} for _ in images]
+            blocks += [B.image_block(None, image) for image in images]
         if sub == "user_message":
             role, mkind = "user", "prompt"
     elif sub == "reasoning":

@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import orjson
 
+from helm_monitor.sources import blocks as B
 from helm_monitor.sources.jsonl import OPEN_FLAGS as _FLAGS, READ_CHUNK_BYTES
 from helm_monitor.sources.pages import LineIndex, page_of, window
 from helm_monitor.sources.gemini.records import IGNORED_PREFIXES, part_text
@@ -28,6 +29,8 @@ MAX_LIMIT = 500
 TEXT_MAX = 20_000
 TOOL_INPUT_MAX = 2_000
 TOOL_RESULT_MAX = 4_000
+# Keys of a part that go with its content, not content of their own.
+_PART_META = frozenset({"thought", "thoughtSignature", "partMetadata"})
 
 
 class _Stale(Exception):
@@ -214,6 +217,7 @@ def _content_blocks(content, skip_calls: set) -> list[dict]:
             out.append({"type": "text", "text": _text(part)})
             continue
         if not isinstance(part, dict):
+            out.append(B.unknown_block(None, part))
             continue
         if isinstance(part.get("text"), str):
             kind = "thinking" if part.get("thought") is True else "text"
@@ -234,8 +238,12 @@ def _content_blocks(content, skip_calls: set) -> list[dict]:
         elif isinstance(part.get("inlineData"), dict) or isinstance(part.get("fileData"), dict):
             data = part.get("inlineData") or part.get("fileData")
             mime = data.get("mimeType") if isinstance(data.get("mimeType"), str) else ""
-            out.append({"type": "image"} if mime.startswith("image/")
+            out.append(B.image_block(mime, data.get("data")) if mime.startswith("image/")
                        else {"type": "text", "text": f"[attachment {mime or 'file'}]"})
+        else:
+            kinds = [k for k in part if k not in _PART_META]
+            if kinds:  # executableCode, codeExecutionResult, a part not known yet
+                out.append(B.unknown_block(str(kinds[0]), part))
     return out
 
 

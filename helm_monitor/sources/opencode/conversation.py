@@ -6,7 +6,8 @@ session's ``message`` rows ordered as OpenCode orders them (``time_created``,
 ``id``); their blocks come from their ``part`` rows: ``text`` as text,
 ``reasoning`` as thinking, a ``tool`` part as a tool_use and (once it has run)
 its tool_result, a ``file`` as an image or a note. Bookkeeping parts
-(step-start/finish, snapshot, patch) are not shown.
+(step-start/finish, snapshot, patch) are not shown; a part of any other type is
+shown as raw JSON (an ``unknown`` block, helm_monitor.sources.blocks).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sqlite3
 import threading
 
+from helm_monitor.sources import blocks as B
 from helm_monitor.sources.opencode import db as D
 from helm_monitor.sources.opencode import records as R
 from helm_monitor.sources.opencode.sessions import iso_from_ms
@@ -26,6 +28,8 @@ MAX_LIMIT = 500
 TEXT_MAX = 20_000
 TOOL_INPUT_MAX = 2_000
 TOOL_RESULT_MAX = 4_000
+# Parts that say nothing to a reader of the conversation (steps, snapshots, changed-file lists).
+_BOOKKEEPING = frozenset({"step-start", "step-finish", "snapshot", "patch"})
 
 
 class OpenCodeConversation:
@@ -83,10 +87,10 @@ def _text(s: str, limit: int = TEXT_MAX) -> str:
 
 def _part_blocks(part: dict) -> list[dict]:
     kind = part.get("type")
-    if kind == "text" and isinstance(part.get("text"), str) and part["text"]:
-        return [{"type": "text", "text": _text(part["text"])}]
-    if kind == "reasoning" and isinstance(part.get("text"), str) and part["text"]:
-        return [{"type": "thinking", "text": _text(part["text"])}]
+    if kind in ("text", "reasoning") and isinstance(part.get("text"), str):
+        if not part["text"]:
+            return []
+        return [{"type": "text" if kind == "text" else "thinking", "text": _text(part["text"])}]
     if kind == "tool":
         state = part.get("state") if isinstance(part.get("state"), dict) else {}
         raw = state.get("input")
@@ -107,10 +111,14 @@ def _part_blocks(part: dict) -> list[dict]:
     if kind == "file":
         mime = part.get("mime") if isinstance(part.get("mime"), str) else ""
         if mime.startswith("image/"):
-            return [{"type": "image"}]
+            return [B.image_block(mime, part.get("url"))]
         name = R.str_or_none(part.get("filename")) or R.str_or_none(part.get("url")) or "file"
+        if B.data_url(name) is not None:  # the file inline, as a data: URL
+            name = "file"
         return [{"type": "text", "text": _text(f"[file: {name}]")}]
-    return []
+    if kind in _BOOKKEEPING:
+        return []
+    return [B.unknown_block(kind, part)]  # a part of a type not known yet (agent, subtask...)
 
 
 def to_message(index: int, mid: str, created, data, parts) -> dict:

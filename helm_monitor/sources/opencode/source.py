@@ -285,8 +285,8 @@ class OpenCodeSource(Source):
                 continue
             owner.bad_parts.discard(pid)
             if p.kind not in R.PART_TYPES:
-                self._warn.warn(("part-type", p.kind), "part %s has an unknown type %r (a newer OpenCode?); not "
-                                "shown", pid, p.kind, level=logging.INFO)
+                self._warn.warn(("part-type", p.kind), "part %s has an unknown type %r (a newer OpenCode?); shown "
+                                "as raw JSON", pid, p.kind, level=logging.INFO)
             changed |= owner.put_part(p)
             self._ts_cursor["part"] = max(self._ts_cursor["part"], p.updated)
         if changed and sess is not None:
