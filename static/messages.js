@@ -1,6 +1,8 @@
-/* A conversation's messages as DOM: prompts, replies (one bubble per reply), tool calls with
-their results attached, reasoning and injected context folded. Every string is masked and
-shown as text, never as HTML (SPEC section 6).
+/* A conversation's messages as DOM: prompts, replies (one bubble per reply) and reasoning as
+Markdown (markdown.js: raw HTML stays text, the result sanitised), tool calls as cards with
+their results attached (tools.js), a subagent's transcript opened in place (thread.js),
+injected context folded, content of a kind not known here as its raw JSON. Every string is
+masked; everything but the sanitised Markdown is set as text (SPEC section 6).
 
 The view object (view.js) carries what rendering needs across batches: the agent (replies
 carry its name), tool cards by call id, results already shown, the last reply's bubble, and
@@ -8,13 +10,12 @@ the last few messages rendered with what each added, so that one rewritten in pl
 taken back and rendered again.
 */
 
-import { h, setText } from './dom.js';
-import { absoluteTime, agentLabel, plural, shortModel, timeOf } from './format.js';
+import { h } from './dom.js';
+import { absoluteTime, agentLabel, compactNumber, shortModel, timeOf } from './format.js';
+import { markdownBlock } from './markdown.js';
 import { maskSecrets } from './mask.js';
-
-// Text longer than this is folded behind a "Show more" button.
-const FOLD_CHARS = 1600;
-const FOLD_LINES = 24;
+import { subagentButton } from './thread.js';
+import { foldIfLong, renderToolResult, renderToolUse, settle } from './tools.js';
 
 // How many of the last messages follow() reads again (see view.recent).
 const RECHECK = 4;
@@ -22,6 +23,8 @@ const RECHECK = 4;
 let view = null;
 // While a message at the end is rendered: what it added, so that it can be taken back.
 let undoLog = null;
+// The time of the message being rendered (a tool's duration runs from its call to its result).
+let when = null;
 
 export function signature(message) {
   return JSON.stringify(message);
@@ -39,6 +42,7 @@ export function undoFrom(target, index) {
   while (view.recent.length && view.recent[view.recent.length - 1].index >= index) {
     const { undo } = view.recent.pop();
     for (let i = undo.nodes.length - 1; i >= 0; i -= 1) undo.nodes[i].remove();
+    for (let i = undo.restore.length - 1; i >= 0; i -= 1) undo.restore[i]();
     for (const id of undo.tools) view.tools.delete(id);
     for (const [id, text] of undo.results) {
       const seen = view.results.get(id);
@@ -56,7 +60,7 @@ export function renderBatch(target, messages, atEnd) {
   const fragment = document.createDocumentFragment();
   if (!atEnd) view.last = null;
   for (const message of messages) {
-    if (atEnd) undoLog = { nodes: [], tools: [], results: [], last: view.last };
+    if (atEnd) undoLog = { nodes: [], tools: [], results: [], restore: [], last: view.last };
     try {
       const el = renderMessage(message);
       if (el) fragment.append(added(el));
@@ -85,13 +89,19 @@ function attachResult(block) {
   if (seen.has(text)) return true;
   seen.add(text);
   if (undoLog) undoLog.results.push([block.toolUseId, text]);
+  const { undo, diff } = settle(card, block, when);
+  if (undoLog) {
+    undoLog.restore.push(undo);
+    if (diff) undoLog.nodes.push(diff);
+  }
   card.append(added(renderToolResult(block)));
+  if (block.agentId) card.append(added(subagentButton(view, block.agentId)));
   return true;
 }
 
 function renderMessage(message) {
   const blocks = Array.isArray(message.blocks) ? message.blocks : [];
-  const when = timeOf(message.timestamp);
+  when = timeOf(message.timestamp);
   const kind = message.kind;
 
   if (kind === 'tool-result') {
@@ -155,93 +165,51 @@ function renderBlock(block) {
       return renderText(block.text, 'text');
     case 'thinking':
       return h('details', { class: 'thinking' }, h('summary', null, 'Thinking'), renderText(block.text, 'text'));
-    case 'tool_use':
-      return renderToolUse(block);
-    case 'tool_result':
-      return renderToolResult(block);
+    case 'tool_use': {
+      const card = renderToolUse(block, when);
+      if (block.id) {
+        card.dataset.toolUseId = block.id;
+        view.tools.set(block.id, card);
+        if (undoLog) undoLog.tools.push(block.id);
+      }
+      return card;
+    }
+    case 'tool_result': {
+      const el = renderToolResult(block);
+      return block.agentId ? h('div', null, el, subagentButton(view, block.agentId)) : el;
+    }
     case 'image':
-      return h('div', { class: 'placeholder' }, 'Image');
+      return h('div', { class: 'placeholder', 'data-block': 'image' }, imageLabel(block));
     default:
-      return h('div', { class: 'placeholder' }, `Unsupported content (${String(block && block.type)})`);
+      return renderUnknown(block);
   }
 }
 
-/** Plain text with ``` fences shown as code blocks; everything as text nodes. */
+function imageLabel(block) {
+  const parts = [typeof block.mediaType === 'string' ? maskSecrets(block.mediaType) : null,
+    Number.isFinite(block.bytes) && block.bytes > 0 ? `${compactNumber(block.bytes / 1024)} KB` : null].filter(Boolean);
+  return parts.length ? `Image (${parts.join(', ')})` : 'Image';
+}
+
+/** Content this page does not know: its raw JSON, folded, rather than nothing. */
+function renderUnknown(block) {
+  const kind = block && typeof block.kind === 'string' ? block.kind : block && block.type;
+  let raw = block && typeof block.raw === 'string' ? block.raw : null;
+  if (raw === null) {
+    try {
+      raw = JSON.stringify(block, null, 2);
+    } catch (err) {
+      raw = String(block);
+    }
+  }
+  const text = maskSecrets(raw);
+  return h('details', { class: 'unknown-block', 'data-block': 'unknown' },
+    h('summary', null, `Content of an unknown kind (${maskSecrets(String(kind || 'no type'))})`),
+    foldIfLong(h('pre', { class: 'raw-json' }, text), text));
+}
+
+/** Prose: Markdown, rendered safely (markdown.js), folded when long. */
 function renderText(raw, cls) {
   const text = maskSecrets(raw);
-  const wrap = h('div', { class: cls });
-  const parts = text.split(/^```[^\n]*\n?/m);
-  parts.forEach((part, i) => {
-    if (!part) return;
-    if (i % 2 === 1) wrap.append(h('pre', { class: 'code' }, part.replace(/\n$/, '')));
-    else wrap.append(h('p', { class: 'prose' }, part.replace(/^\n+|\n+$/g, '')));
-  });
-  foldIfLong(wrap, text);
-  return wrap;
+  return foldIfLong(markdownBlock(text, cls), text);
 }
-
-function foldIfLong(el, text) {
-  const lines = text.split('\n').length;
-  if (text.length <= FOLD_CHARS && lines <= FOLD_LINES) return el;
-  el.classList.add('folded');
-  const button = h('button', { type: 'button', class: 'unfold', 'aria-expanded': 'false' }, 'Show more');
-  button.addEventListener('click', () => {
-    const folded = el.classList.toggle('folded');
-    button.setAttribute('aria-expanded', folded ? 'false' : 'true');
-    setText(button, folded ? 'Show more' : 'Show less');
-  });
-  el.append(button);
-  return el;
-}
-
-/** Tool input: a JSON object reads best as name / value lines; anything else as it came. */
-function renderToolInput(input) {
-  let args = null;
-  try {
-    args = JSON.parse(input);
-  } catch (err) {
-    args = null;
-  }
-  if (!args || typeof args !== 'object' || Array.isArray(args) || !Object.keys(args).length) {
-    return foldIfLong(h('pre', { class: 'tool-input' }, input), input);
-  }
-  const list = h('dl', { class: 'tool-input tool-args' });
-  const shown = [];
-  for (const [name, value] of Object.entries(args)) {
-    const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
-    list.append(h('dt', null, name), h('dd', null, text));
-    shown.push(text);
-  }
-  // Fold by what is shown: a long script is one line of JSON but many lines on screen.
-  return foldIfLong(list, shown.join('\n'));
-}
-
-function renderToolUse(block) {
-  const input = maskSecrets(block.input || '');
-  const card = h('div', { class: 'tool' },
-    h('div', { class: 'tool-head' },
-      h('span', { class: 'tool-icon', 'aria-hidden': 'true' }, '›'),
-      h('span', { class: 'tool-name' }, maskSecrets(block.name || 'tool'))),
-    input ? renderToolInput(input) : null);
-  if (block.id) {
-    card.dataset.toolUseId = block.id;
-    view.tools.set(block.id, card);
-    if (undoLog) undoLog.tools.push(block.id);
-  }
-  return card;
-}
-
-function renderToolResult(block) {
-  const text = maskSecrets(block.text || '');
-  const lines = text ? text.split('\n').length : 0;
-  const label = block.isError ? 'Error' : 'Output';
-  const summary = h('summary', null,
-    h('span', { class: 'result-label' }, label),
-    h('span', { class: 'result-size' }, text ? ` · ${plural(lines, 'line')}${block.truncated ? ', truncated' : ''}` : ' · empty'));
-  const details = h('details', { class: 'tool-result' + (block.isError ? ' tool-error' : '') }, summary,
-    foldIfLong(h('pre', { class: 'result-text' }, text), text));
-  // Short output and errors are worth reading without a click.
-  if (block.isError || (lines <= 6 && text.length < 600)) details.open = true;
-  return details;
-}
-

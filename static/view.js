@@ -1,6 +1,6 @@
 /* The session view: one session's head and its conversation, following it live.
 
-It loads the tail of the conversation, pages back on demand, and on every change of
+It loads the tail of the conversation, pages back as the reader scrolls up, and on every change of
 its session fetches what was appended (and the last few messages again, which some
 agents rewrite in place). Late answers for a view that was closed or replaced are
 dropped (view.generation). A remote session (team mode: the answer says "remote") holds
@@ -293,6 +293,7 @@ async function loadEarlier() {
   const offset = Math.max(0, view.start - PAGE_SIZE);
   const limit = view.start - offset;
   detail.earlier.disabled = true;
+  let loaded = false;
   try {
     const page = await fetchJSON(conversationUrl(view.id, offset, limit));
     if (generation !== view.generation) return;
@@ -307,10 +308,16 @@ async function loadEarlier() {
     // Keep what the reader was looking at in place.
     scroller.scrollTop = scroller.scrollHeight - before;
     updateEarlierButton();
+    loaded = true;
   } catch (err) {
     if (generation === view.generation) flash('error', `Could not load earlier messages: ${err.message}`);
   } finally {
     detail.earlier.disabled = false;
+  }
+  // Still in sight (a short page): the observer will not fire again by itself.
+  if (loaded && generation === view.generation && !detail.earlier.hidden &&
+      detail.earlier.getBoundingClientRect().bottom > detail.scroller.getBoundingClientRect().top - 300) {
+    loadEarlier();
   }
 }
 
@@ -423,6 +430,12 @@ export function initView({ navigate }) {
   onNavigate = navigate;
   detail.close.addEventListener('click', () => closeSession({ push: true }));
   detail.earlier.addEventListener('click', loadEarlier);
+  // Older messages load as the reader scrolls up to them (the button stays, for the keyboard).
+  if ('IntersectionObserver' in window) {
+    new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting) && !detail.earlier.hidden) loadEarlier();
+    }, { root: detail.scroller, rootMargin: '300px 0px 0px 0px' }).observe(detail.earlier);
+  }
   detail.newMessages.addEventListener('click', scrollToBottom);
   detail.scroller.addEventListener('scroll', () => {
     if (!detail.newMessages.hidden && nearBottom()) setHidden(detail.newMessages, true);

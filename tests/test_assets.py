@@ -32,7 +32,7 @@ def page_assets(server) -> tuple[str, list[str]]:
     assert status == 200
     urls = re.findall(r'(?:src|href)="(/assets/[^"]+)"', page.decode())
     assert urls, page[:1500]
-    prefixes = {u.rsplit("/", 1)[0] for u in urls}
+    prefixes = {re.match(r"/assets/[^/]+", u).group(0) for u in urls}
     assert len(prefixes) == 1, prefixes
     return prefixes.pop(), urls
 
@@ -44,6 +44,13 @@ def test_the_page_names_every_asset_under_the_digest_of_static(server):
         digest.update(path.relative_to(STATIC).as_posix().encode() + b"\0" + path.read_bytes())
     assert prefix == f"/assets/{digest.hexdigest()[:12]}"
     assert f"{prefix}/app.js" in urls and f"{prefix}/style.css" in urls
+    # The vendored libraries (classic scripts, stylesheets) too, each served as it is on disk.
+    vendored = [u for u in urls if u.startswith(f"{prefix}/vendor/")]
+    assert {u.rsplit("/", 1)[1] for u in vendored} >= {"markdown-it.umd.min.js", "purify.min.js", "highlight.min.js"}
+    for url in vendored:
+        status, headers, body = get(server, url)
+        assert status == 200 and body == (STATIC / url[len(prefix) + 1:]).read_bytes(), url
+        assert "max-age=31536000" in headers["cache-control"], url
 
 
 def test_every_module_the_page_imports_is_served_and_cached_for_good(server):
