@@ -36,9 +36,18 @@ _PATTERNS: list[tuple[re.Pattern, str]] = [
     # Passwords in URLs: scheme://user:password@host (the user may be empty)
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+@"), r"\1" + MASK + "@"),
     # key=value / key: value assignments of secret-looking names
-    (re.compile(r"""(?i)\b((?:[a-z0-9_\-]*(?:password|passwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret))["']?\s*[:=]\s*["']?)([^\s"',;]{6,})"""),
+    # (No leading "\b[a-z0-9_-]*": a name's head is left as it is either way, and that prefix
+    # made the engine try a match at every word.)
+    (re.compile(r"""(?i)((?:password|passwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret)["']?\s*[:=]\s*["']?)([^\s"',;]{6,})"""),
      r"\1" + MASK),
 ]
+# What each pattern above needs (lower case, one of): a pattern runs only over text holding it.
+_NEEDS: list[tuple[str, ...]] = [
+    ("-----begin",), ("sk-",), ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), ("github_pat_",), ("glpat-",),
+    ("akia", "asia"), ("xox",), ("aiza",), ("npm_",), ("hf_",), ("eyj",), ("authorization",),
+    ("bearer", "basic", "token"), ("://",), ("passw", "secret", "token", "api", "access", "private"),
+]
+assert len(_NEEDS) == len(_PATTERNS)
 
 
 # Every pattern above needs one of these (case aside): text without any, most
@@ -51,8 +60,10 @@ def redact(text: str) -> str:
     """``text`` with credential-looking values masked."""
     if not text or _TRIGGERS.search(text) is None:
         return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    lower = text.lower()
+    for (pattern, replacement), needs in zip(_PATTERNS, _NEEDS):
+        if any(n in lower for n in needs):
+            text = pattern.sub(replacement, text)
     return text
 
 
