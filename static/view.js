@@ -236,12 +236,13 @@ async function loadTail(generation) {
     }
     const id = view.id;
     const at = view.at;
-    let page = await fetchJSON(conversationUrl(id, at === null ? 0 : Math.max(0, at - HIT_BEFORE), PAGE_SIZE));
+    // The tail (one request), unless a message asked for lies before it: then the page around it.
+    let page = await fetchJSON(at === null ? `${API}/${encodeURIComponent(id)}?tail=1&limit=${PAGE_SIZE}`
+      : conversationUrl(id, Math.max(0, at - HIT_BEFORE), PAGE_SIZE));
     if (generation !== view.generation) return;
     const total = Number(page.total) || 0;
-    // The tail, unless a message asked for lies before it: then the page around that one.
     const tailStart = Math.max(0, total - PAGE_SIZE);
-    if (total > PAGE_SIZE && (at === null || at >= tailStart)) {
+    if (at !== null && total > PAGE_SIZE && at >= tailStart) {
       page = await fetchJSON(conversationUrl(id, tailStart, PAGE_SIZE));
       if (generation !== view.generation) return;
     }

@@ -71,6 +71,26 @@ def test_session_detail_pages_through_the_conversation(claude, server_factory):
     assert [m["blocks"][0]["text"] for m in tail["messages"]] == ["prompt 7", "reply 7"]
 
 
+def test_the_tail_of_a_conversation_in_one_request(claude, server_factory):
+    s = claude.session("/home/a/long")
+    for i in range(7):
+        s.turn(f"prompt {i}", f"reply {i}")
+    server = server_factory(claude.root)
+    key = server.get_json(f"/api/claude-sessions/{s.id}?limit=1")["session"]["key"]
+    tail = server.get_json(f"/api/sessions/{key}?tail=1&limit=5")
+    assert [m["index"] for m in tail["messages"]] == [9, 10, 11, 12, 13]
+    assert tail["total"] == 14 and tail["nextOffset"] is None
+    assert tail["messages"][-1]["blocks"] == [{"type": "text", "text": "reply 6"}]
+    # Shorter than the page: all of it; an offset given beside tail is overruled.
+    whole = server.get_json(f"/api/claude-sessions/{s.id}?tail=1&limit=100&offset=3")
+    assert [m["index"] for m in whole["messages"]] == list(range(14))
+    empty = claude.session("/home/a/empty")
+    empty.write(empty._base("summary"))  # listed, no message yet
+    wait_until(lambda: any(x["id"] == empty.id for x in server.get_json("/api/claude-sessions/all")), 5)
+    none = server.get_json(f"/api/claude-sessions/{empty.id}?tail=1")
+    assert none["messages"] == [] and none["total"] == 0
+
+
 @pytest.mark.parametrize("path, code", [
     ("/api/claude-sessions/00000000-0000-0000-0000-000000000000", 404),
     ("/api/claude-sessions/not%20an%20id", 400),

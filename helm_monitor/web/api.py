@@ -31,6 +31,7 @@ CLAUDE = "claude-code"
 # How long /all waits for the first scan of a big history before answering with what it has.
 READY_WAIT_S = 60.0
 DEFAULT_LIMIT = 100
+_END = 2**62  # an offset past every conversation's end: a page of none, with the total
 MAX_LIMIT = 500
 # <host>:<source>:<id>, each part of the characters hosts, sources and agents' ids use.
 _KEY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}:[a-z0-9-]{1,32}:[A-Za-z0-9_.-]{1,128}")
@@ -135,6 +136,13 @@ def _detail(lookup):
     session = lookup(svc)
     if session is None:
         return json_error(404, "no such session")
+    if request.args.get("tail") in ("1", "true"):
+        # The last ``limit`` messages, in one request (the view opens at its tail): where the
+        # tail starts is known once the conversation is indexed, which an empty page does.
+        head = svc.conversation(session["key"], _END, 1)
+        if head is None:
+            return json_error(404, "no such session")
+        offset = max(0, int(head.get("total") or 0) - limit)
     page = svc.conversation(session["key"], offset, limit)
     if page is None:
         return json_error(404, "no such session")
