@@ -142,3 +142,18 @@ def test_search_quick_run_builds_queries_and_follows_appends(tmp_path):
     for label, q in res["queries"].items():
         assert 0 < q["p50ms"] <= q["p95ms"], (label, q)
     assert res["append"]["n"] == 10 and 0 < res["append"]["p50s"] <= res["append"]["maxs"] < 30
+
+
+def test_transcript_open_quick_run_shows_the_tail(tmp_path):
+    """bench/transcript_open.py --quick: a 5 MB transcript opened through REST and in Chromium."""
+    env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCH / "transcript_open.py"), "--quick"], capture_output=True,
+                          text=True, timeout=200, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((BENCH / "results" / "transcript_open-quick.json").read_text())
+    rest, page = res["rest"], res["page"]
+    assert res["quick"] and rest["total"] > 100 and rest["cold_open"]["p50_ms"] > 0
+    # The tail was asked for, and it is what the page shows: the last page_size messages.
+    assert rest["cold"][0]["tail_first_index"] == rest["total"] - res["page_size"]
+    assert page["tail_shown"] and not page["page_errors"]
+    assert page["cold"]["max_index"] == rest["total"] - 1 and 0 < page["cold"]["first_ms"] <= page["cold"]["tail_ms"]
