@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 import time
+from pathlib import Path
+
+import orjson
 
 from helm_monitor.sources.claude.conversation import Conversation
 
@@ -90,3 +94,61 @@ def test_an_idle_keepalive_connection_does_not_hold_a_stopping_worker(claude, se
     server.stop()
     assert time.monotonic() - t0 < 3.0
     idle.close()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _decoded_check(line: bytes, sidechain: bool) -> bool:
+    """What the index held before it told messages by their bytes: every line decoded."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(rec, dict) and rec.get("type") in ("user", "assistant") and (
+        sidechain or rec.get("isSidechain") is not True)
+
+
+def test_messages_told_by_their_bytes_are_the_decoded_ones_over_every_real_transcript():
+    lines = 0
+    for path in sorted(FIXTURES.glob("claude-code-*/**/*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            if not line:
+                continue
+            lines += 1
+            for sidechain in (False, True):
+                assert Conversation._is_message(line, 0, len(line), sidechain) == _decoded_check(line, sidechain), (
+                    path.name, line[:120])
+    assert lines > 200
+
+
+def test_a_torn_record_that_starts_like_a_message_is_left_out_and_its_neighbours_shown(claude):
+    s = claude.session("/w/torn")
+    s.prompt("before")
+    whole = json.dumps(s.prompt_record("torn"), separators=(",", ":")).encode()
+    with open(s.path, "ab") as f:  # a crash mid-write, then the CLI went on on a new line
+        f.write(whole[: len(whole) // 2] + b"\n")
+    assert Conversation._is_message(whole[: len(whole) // 2], 0, len(whole) // 2)  # by its first bytes
+    s.prompt("after")
+    conv = Conversation(str(s.path))
+    page = conv.page(0, 100)
+    assert texts(page) == ["before", "after"]
+    assert page["total"] == 2 and [m["index"] for m in page["messages"]] == [0, 1]
+    s.prompt("later")
+    assert texts(conv.page(2, 10)) == ["later"]
+
+
+def test_a_line_rewritten_in_place_to_the_same_size_is_reindexed(claude):
+    s = claude.session("/w/inplace")
+    for i in range(5):
+        s.prompt(f"prompt {i}")
+    conv = Conversation(str(s.path))
+    assert conv.page(0, 10)["total"] == 5
+    data = s.path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    # The first two records swap places: same size, same last bytes, other offsets.
+    swapped = lines[1] + lines[0] + b"".join(lines[2:])
+    assert len(swapped) == len(data) and len(lines[0]) != len(lines[1])
+    s.path.write_bytes(swapped)
+    page = conv.page(0, 10)
+    assert page["total"] == 5 and sorted(texts(page)) == sorted(f"prompt {i}" for i in range(5))
