@@ -23,6 +23,10 @@ import { API, CLAUDE_API } from './settings.js';
 import { claudeKeyOf, sessions } from './store.js';
 
 const PAGE_SIZE = 100;
+// The view opens at its last messages, a few screens of them; older ones load as the reader
+// scrolls up (a page of PAGE_SIZE at a time, begun this far above the top of the view).
+const TAIL_SIZE = 40;
+const EARLIER_MARGIN_PX = 1200;
 const FOLLOW_PAGE_SIZE = 500;
 const NEAR_BOTTOM_PX = 96;
 // A message opened from a search hit is shown with this many before it.
@@ -237,7 +241,7 @@ async function loadTail(generation) {
     const id = view.id;
     const at = view.at;
     // The tail (one request), unless a message asked for lies before it: then the page around it.
-    let page = await fetchJSON(at === null ? `${API}/${encodeURIComponent(id)}?tail=1&limit=${PAGE_SIZE}`
+    let page = await fetchJSON(at === null ? `${API}/${encodeURIComponent(id)}?tail=1&limit=${TAIL_SIZE}`
       : conversationUrl(id, Math.max(0, at - HIT_BEFORE), PAGE_SIZE));
     if (generation !== view.generation) return;
     const total = Number(page.total) || 0;
@@ -317,7 +321,7 @@ async function loadEarlier() {
   }
   // Still in sight (a short page): the observer will not fire again by itself.
   if (loaded && generation === view.generation && !detail.earlier.hidden &&
-      detail.earlier.getBoundingClientRect().bottom > detail.scroller.getBoundingClientRect().top - 300) {
+      detail.earlier.getBoundingClientRect().bottom > detail.scroller.getBoundingClientRect().top - EARLIER_MARGIN_PX) {
     loadEarlier();
   }
 }
@@ -435,7 +439,7 @@ export function initView({ navigate }) {
   if ('IntersectionObserver' in window) {
     new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting) && !detail.earlier.hidden) loadEarlier();
-    }, { root: detail.scroller, rootMargin: '300px 0px 0px 0px' }).observe(detail.earlier);
+    }, { root: detail.scroller, rootMargin: `${EARLIER_MARGIN_PX}px 0px 0px 0px` }).observe(detail.earlier);
   }
   detail.newMessages.addEventListener('click', scrollToBottom);
   detail.scroller.addEventListener('scroll', () => {

@@ -65,17 +65,20 @@ def test_loads_the_tail_then_earlier_pages(page, server, claude):
         records.extend(session.assistant_records(f"reply number {i}"))
     session.write(*records)
     messages = open_view(page, server, session)
-    expect(messages.locator(".msg")).to_have_count(100)
-    expect(messages.locator(".msg").first).to_have_attribute("data-index", "160")
+    expect(messages.locator(".msg")).to_have_count(40)  # the tail: static/view.js TAIL_SIZE
+    expect(messages.locator(".msg").first).to_have_attribute("data-index", "220")
     expect(messages.locator(".msg").last).to_contain_text("reply number 129")
 
     earlier = page.locator("#load-earlier")
-    expect(earlier).to_contain_text("160 more")
+    expect(earlier).to_contain_text("220 more")
     # The button, pressed where it is (scrolled into view it loads by itself as well: scrolling
     # up is in test_browser_transcript.py).
+    earlier.dispatch_event("click")  # then pages of 100
+    expect(messages.locator(".msg")).to_have_count(140)
+    expect(messages.locator(".msg").first).to_have_attribute("data-index", "120")
     earlier.dispatch_event("click")
-    expect(messages.locator(".msg")).to_have_count(200)
-    expect(messages.locator(".msg").first).to_have_attribute("data-index", "60")
+    expect(messages.locator(".msg")).to_have_count(240)
+    expect(messages.locator(".msg").first).to_have_attribute("data-index", "20")
     earlier.dispatch_event("click")
     expect(messages.locator(".msg")).to_have_count(260)
     expect(messages.locator(".msg").first).to_contain_text("prompt number 0")

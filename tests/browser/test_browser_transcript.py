@@ -337,19 +337,19 @@ def test_every_session_of_every_agent_renders(page, all_agents):
 def test_scrolling_up_loads_earlier_messages_without_a_jump(page, server, claude):
     s = claude.session("/home/u/long")
     records = []
-    for i in range(130):  # 260 messages: the tail page holds 100
+    for i in range(130):  # 260 messages: the view opens at the last 40, older ones come 100 at a time
         records.append(s.prompt_record(f"prompt number {i}"))
         records.extend(s.assistant_records(f"reply number {i}\n\n- a list item\n- another"))
     s.write(*records)
     messages = open_view(page, server, s)
-    expect(messages.locator(".msg")).to_have_count(100)
-    first = messages.locator(".msg[data-index='160']")
+    expect(messages.locator(".msg")).to_have_count(40)
+    first = messages.locator(".msg[data-index='220']")
     page.locator("#conversation").evaluate("el => { el.scrollTop = 0; }")
-    expect(messages.locator(".msg")).to_have_count(200)
+    expect(messages.locator(".msg")).to_have_count(140)
     # What was at the top is where it was: the older page went in above it.
     top = page.evaluate("""() => {
         const s = document.querySelector('#conversation').getBoundingClientRect();
-        const m = document.querySelector("#messages .msg[data-index='160']").getBoundingClientRect();
+        const m = document.querySelector("#messages .msg[data-index='220']").getBoundingClientRect();
         return m.top - s.top;
     }""")
     assert 0 <= top < 400, top
