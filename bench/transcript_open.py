@@ -45,12 +45,11 @@ cold measurement and used once /healthz says the scan is complete.
     highest data-index (the tail must be shown), long tasks, and CDP Performance deltas.
 (c) Where the time goes (unless --no-profile): in-process, against the working tree's
     helm_monitor.sources.claude.conversation.Conversation: the line index built cold (split into
-    the bare line scan and the message check), a head and a tail page (split into reading,
-    orjson.loads and to_message, and the masking inside it, pattern by pattern), orjson.dumps of
-    the answer, a cold open timed and cProfile's top functions of another; two what-ifs (prototypes
-    here, not the server's code, each checked to give the same result): the message check told
-    by a record's first and last bytes, and the masking with each pattern gated by its literals.
-    In the page, a V8 CPU profile (CDP Profiler) of one warm open.
+    the bare line scan and the message check), and built once more with the check as it was before
+    it told messages by their bytes (every candidate line decoded: checked to give the same index);
+    a head page and a tail page (split into reading, orjson.loads and to_message, and the masking
+    inside it, pattern by pattern), orjson.dumps of the answer, a cold ``?tail=1`` open timed and
+    cProfile's top functions of another. In the page, a V8 CPU profile (CDP Profiler) of one warm open.
 
 Results: bench/results/transcript_open.json (--quick: transcript_open-quick.json). --quick: a
 5 MB transcript, 2 repetitions, one cold start, no V8 profile: a smoke run (about 25 s).
@@ -87,7 +86,8 @@ from common import REPO, WORK, Server, pct, table, write_results  # noqa: E402
 from make_corpus import FIXTURES, WORDS, iso, parse_size, project_key, record_kind  # noqa: E402
 
 TARGET_MS = 300.0
-PAGE_SIZE = 100  # static/view.js PAGE_SIZE
+PAGE_SIZE = 100  # static/view.js PAGE_SIZE (older messages, as the reader scrolls up)
+TAIL_SIZE = 40  # static/view.js TAIL_SIZE (the view opens at these last messages)
 QUIET_MS = 500
 GENERATOR_VERSION = 1
 CHROMIUM = os.environ.get("HELM_CHROMIUM", "/usr/lib/chromium/chromium")
@@ -657,7 +657,7 @@ def open_sequence(client: Client, key: str) -> dict:
     from urllib.parse import quote
     base = f"/api/sessions/{quote(key, safe='')}"
     t = time.perf_counter()
-    body, first = client.get(f"{base}?tail=1&limit={PAGE_SIZE}")
+    body, first = client.get(f"{base}?tail=1&limit={TAIL_SIZE}")
     page = orjson.loads(body)
     total = int(page.get("total") or 0)
     out = {"first_ms": round(first * 1000, 1), "first_bytes": len(body), "total": total,
@@ -932,9 +932,9 @@ def breakdown(runs: list[dict]) -> dict:
 
 def check_tail(r: dict, total: int) -> bool:
     """The tail page is what is shown: its last message, and nothing from the head page."""
-    if total <= PAGE_SIZE:
+    if total <= TAIL_SIZE:
         return r["items"] > 0
-    return r["max_index"] is not None and r["max_index"] >= total - PAGE_SIZE and r["min_index"] >= total - PAGE_SIZE
+    return r["max_index"] is not None and r["max_index"] >= total - TAIL_SIZE and r["min_index"] >= total - TAIL_SIZE
 
 
 def page_phase(browser, root: Path, manifest: dict, reps: int, nav_reps: int, profile: bool) -> dict:
@@ -1017,75 +1017,24 @@ def chromium_version() -> str | None:
 
 # ================================================================== where the server's time goes
 
-# Per pattern of helm_monitor/sources/redact.py _PATTERNS, in order: literals one of which the
-# pattern cannot match without (the second item: look in the lower-cased text). A what-if only.
-_PATTERN_LITERALS = [(("-----BEGIN",), False), (("sk-",), False), (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), False),
-                     (("github_pat_",), False), (("glpat-",), False), (("AKIA", "ASIA"), False), (("xox",), False),
-                     (("AIza",), False), (("npm_",), False), (("hf_",), False), (("eyJ",), False),
-                     (("authorization",), True), (("bearer", "basic", "token"), True), (("://",), False),
-                     (("password", "passwd", "secret", "token", "api", "access", "private"), True)]
-
-
-def whatif_redact():
-    """redact() with two changes (a prototype, not the server's code): each pattern runs only when one of
-    its literals is in the text, and the key=value pattern starts at the secret's name (its leading
-    ``\\b[a-z0-9_\\-]*``, kept verbatim by the replacement anyway, made the engine try every word)."""
-    import re
-    from helm_monitor.sources import redact as RD
-    pats = list(RD._PATTERNS)
-    last, rep = pats[-1]
-    src = last.pattern.replace(r"\b((?:[a-z0-9_\-]*(?:", "((?:(?:", 1)
-    if src != last.pattern:
-        pats[-1] = (re.compile(src), rep)
-    table_ = list(zip(pats, _PATTERN_LITERALS)) if len(pats) == len(_PATTERN_LITERALS) else None
-
-    def redact(text: str) -> str:
-        if not text or RD._TRIGGERS.search(text) is None:
-            return text
-        if table_ is None:
-            for pattern, replacement in pats:
-                text = pattern.sub(replacement, text)
-            return text
-        low = text.lower()
-        for (pattern, replacement), (lits, lower) in table_:
-            hay = low if lower else text
-            if any(lit in hay for lit in lits):
-                text = pattern.sub(replacement, text)
-        return text
-    return redact, src != last.pattern
-
-
-def whatif_is_message():
-    """Conversation._is_message deciding by the record's first and last bytes where Claude Code's key order
-    allows (a prototype, not the server's code): ``{"parentUuid":…,"isSidechain":…,`` then either the
-    top-level ``"type"`` (after an optional promptId: user records) or ``"message"`` first, whose record's
-    top-level ``"type"`` is among its last keys (assistant records). Any other shape is decoded as now."""
-    import re
-    from helm_monitor.sources.claude.conversation import Conversation
+def before_is_message():
+    """Conversation._is_message as it was before it told messages by their bytes (up to da356fd): every line
+    not skipped by its ``{"type":"…"`` prefix decoded with orjson to read ``type`` and ``isSidechain``."""
     from helm_monitor.sources.claude.transcript import TranscriptReader
-    head = re.compile(rb'\{"parentUuid":(?:null|"[^"\\]{0,80}"),"isSidechain":(true|false),')
-    typed = re.compile(rb'(?:"promptId":"[^"\\]{0,80}",)?"type":"([a-z_-]{1,40})"')
-    slow = Conversation._is_message
 
-    def is_message(buf, start, end, *more):  # more: the working tree's extra arguments, if any (sidechain)
+    def is_message(buf, start, end, sidechain=False):
         if end <= start or TranscriptReader._skippable(buf, start, end):
             return False
-        m = head.match(buf, start, min(end, start + 160))
-        if m is None:
-            return slow(buf, start, end, *more)
-        if m.group(1) == b"true" and not (more and more[0]):
+        if buf.startswith(b'{"type":"', start):
+            q = buf.find(b'"', start + 9, start + 64)
+            if buf[start + 9:q] not in (b"user", b"assistant"):
+                return False
+        try:
+            rec = orjson.loads(buf[start:end])
+        except orjson.JSONDecodeError:
             return False
-        p = m.end()
-        t = typed.match(buf, p, min(end, p + 160))
-        if t is not None:
-            return t.group(1) in (b"user", b"assistant")
-        if buf.startswith(b'"message":', p):
-            i = buf.rfind(b',"type":"', max(p, end - 4096), end)
-            if i >= 0:
-                q = buf.find(b'"', i + 9, i + 50)
-                if buf[i + 9:q] in (b"assistant", b"user"):
-                    return True
-        return slow(buf, start, end, *more)
+        return isinstance(rec, dict) and rec.get("type") in ("user", "assistant") and (
+            sidechain or rec.get("isSidechain") is not True)
     return is_message
 
 
@@ -1110,7 +1059,7 @@ def server_profile(path: str) -> dict:
         os.close(fd)
     out["lines"] = lines[0]
     conv = C.Conversation(path)
-    spent = [0.0, 0, 0]  # seconds in the message check, lines decoded (not skipped by their prefix), their bytes
+    spent = [0.0, 0, 0]  # seconds in the message check, lines checked (not skipped by their prefix), their bytes
     is_message = conv._is_message
 
     def timed_check(buf, start, end, *more):
@@ -1127,20 +1076,19 @@ def server_profile(path: str) -> dict:
     conv._update()
     out["index_build_ms"] = ms_(pc() - t)
     out["index_message_check_ms"] = ms_(spent[0])
-    out["index_lines_decoded"] = spent[1]
-    out["index_bytes_decoded_mb"] = round(spent[2] / 1e6, 1)
+    out["index_lines_checked"] = spent[1]
+    out["index_bytes_checked_mb"] = round(spent[2] / 1e6, 1)
     conv._is_message = is_message
     total = len(conv._starts)
     out["messages"] = total
-    fast_check = whatif_is_message()
     alt = C.Conversation(path)
-    alt._is_message = fast_check
+    alt._is_message = before_is_message()
     t = pc()
     alt._update()
-    out["index_whatif"] = {"build_ms": ms_(pc() - t), "same_index": (alt._starts == conv._starts
+    out["index_before"] = {"build_ms": ms_(pc() - t), "same_index": (alt._starts == conv._starts
                                                                      and alt._ends == conv._ends),
-                           "what": "user/assistant told by the record's first bytes (parentUuid, isSidechain, "
-                                   "then type, or message and the type among the last keys); other shapes decoded"}
+                           "what": "every line not skipped by its prefix decoded (before the check by the "
+                                   "record's first and last bytes)"}
     t = pc()
     conv._update()
     out["index_update_nothing_new_ms"] = round((pc() - t) * 1000, 3)
@@ -1159,14 +1107,14 @@ def server_profile(path: str) -> dict:
     pages = {}
     C.redact_clipped = timed_clip
     try:
-        for name, offset in (("head", 0), ("tail", max(0, total - PAGE_SIZE))):
+        for name, offset, size in (("head", 0, PAGE_SIZE), ("tail", max(0, total - TAIL_SIZE), TAIL_SIZE)):
             read = loads = tomsg = 0.0
             nbytes = 0
             redact_s[0] = 0.0
             n_calls = len(calls)
             msgs = []
             with open(path, "rb") as f:
-                for i in range(offset, min(total, offset + PAGE_SIZE)):
+                for i in range(offset, min(total, offset + size)):
                     t0 = pc()
                     f.seek(conv._starts[i])
                     line = f.read(conv._ends[i] - conv._starts[i])
@@ -1189,7 +1137,7 @@ def server_profile(path: str) -> dict:
     finally:
         C.redact_clipped = real_clip
     t = pc()
-    conv.page(max(0, total - PAGE_SIZE), PAGE_SIZE)
+    conv.page(max(0, total - TAIL_SIZE), TAIL_SIZE)
     out["tail_page_call_ms"] = ms_(pc() - t)
 
     # -- masking, pattern by pattern, over the tail page's texts (as to_message hands them over, unclipped)
@@ -1206,36 +1154,21 @@ def server_profile(path: str) -> dict:
     out["masking_by_pattern_head_and_tail"] = sorted(per_pattern, key=lambda p: -p["ms"])
     out["masking_texts"] = {"texts": len(windows), "chars": sum(map(len, windows)), "triggered": len(triggered),
                             "triggered_chars": sum(map(len, triggered))}
-    fast, changed = whatif_redact()
-    t = pc()
-    now = [RD.redact_clipped(x, limit) for x, limit in texts]
-    base_s = pc() - t
-    real_redact = RD.redact
-    RD.redact = fast
-    try:
-        t = pc()
-        alt = [RD.redact_clipped(x, limit) for x, limit in texts]
-        fast_s = pc() - t
-    finally:
-        RD.redact = real_redact
-    out["masking_whatif"] = {"now_ms": ms_(base_s), "whatif_ms": ms_(fast_s), "same_output": now == alt,
-                             "key_value_pattern_rewritten": changed,
-                             "what": "each pattern only when one of its literals is in the text; the key=value "
-                                     "pattern without its leading \\b[a-z0-9_\\-]*"}
     out["pages"] = pages
 
-    # -- a cold open as the page does it (index, head page, tail page): timed, then under cProfile
-    c1 = C.Conversation(path)
+    # -- a cold open as the server answers ?tail=1 (index, an empty page for the total, the tail page):
+    # timed, then under cProfile
+    def cold_open(c):
+        head = c.page(1 << 62, 1)
+        c.page(max(0, head["total"] - TAIL_SIZE), TAIL_SIZE)
     t = pc()
-    first = c1.page(0, PAGE_SIZE)
-    c1.page(max(0, first["total"] - PAGE_SIZE), PAGE_SIZE)
+    cold_open(C.Conversation(path))
     out["cold_open_in_process_ms"] = ms_(pc() - t)
     prof = cProfile.Profile()
     c2 = C.Conversation(path)
     t = pc()
     prof.enable()
-    first = c2.page(0, PAGE_SIZE)
-    c2.page(max(0, first["total"] - PAGE_SIZE), PAGE_SIZE)
+    cold_open(c2)
     prof.disable()
     out["cold_open_under_cprofile_ms"] = ms_(pc() - t)
     st = pstats.Stats(prof, stream=io.StringIO())
@@ -1270,7 +1203,7 @@ def verdicts(res: dict) -> dict:
 def report(res: dict) -> str:
     rest, pg = res["rest"], res.get("page") or {}
     rows = [
-        ["REST open: GET ?tail=1&limit=100", _ms(rest["cold_open"]["p50_ms"]), _pair(rest["warm"]["open"]),
+        [f"REST open: GET ?tail=1&limit={TAIL_SIZE}", _ms(rest["cold_open"]["p50_ms"]), _pair(rest["warm"]["open"]),
          f"{rest['first_bytes'] / 1e3:.0f} KB"],
         ["REST open, transcript evicted from page cache", _ms((rest.get("cold_evicted") or {}).get("open_ms")), "", ""],
     ]
@@ -1293,20 +1226,18 @@ def report(res: dict) -> str:
                      "first_fetch_ms", "tail_fetch_ms", "render_ms", "frame_ms")))
     sp = res.get("server_profile")
     if sp:
-        hd, tl, mw, iw = sp["pages"]["head"], sp["pages"]["tail"], sp["masking_whatif"], sp["index_whatif"]
+        hd, tl, ib = sp["pages"]["head"], sp["pages"]["tail"], sp["index_before"]
         prow = [
             [f"line index, cold ({sp['file_mb']} MB, {sp['lines']} lines)", _ms(sp["index_build_ms"])],
             ["  bare line scan", _ms(sp["index_line_scan_ms"])],
-            [f"  message check: orjson of {sp['index_lines_decoded']} lines, {sp['index_bytes_decoded_mb']} MB",
+            [f"  message check: {sp['index_lines_checked']} lines, {sp['index_bytes_checked_mb']} MB",
              _ms(sp["index_message_check_ms"])],
-            [f"  what-if: told by first/last bytes (same index: {iw['same_index']})", _ms(iw["build_ms"])],
-            ["head page: read + orjson + to_message (of which masking)",
+            [f"  before: every such line decoded (same index: {ib['same_index']})", _ms(ib["build_ms"])],
+            [f"head page ({PAGE_SIZE}): read + orjson + to_message (of which masking)",
              f"{_ms(hd['read_ms'] + hd['orjson_loads_ms'] + hd['to_message_ms'])} ({_ms(hd['of_which_masking_ms'])})"],
-            ["tail page: read + orjson + to_message (of which masking)",
+            [f"tail page ({TAIL_SIZE}): read + orjson + to_message (of which masking)",
              f"{_ms(tl['read_ms'] + tl['orjson_loads_ms'] + tl['to_message_ms'])} ({_ms(tl['of_which_masking_ms'])})"],
-            [f"masking, head + tail: now -> what-if (same output: {mw['same_output']})",
-             f"{_ms(mw['now_ms'])} -> {_ms(mw['whatif_ms'])}"],
-            ["cold open in process (index + head page + tail page)", _ms(sp["cold_open_in_process_ms"])],
+            ["cold open in process (index + tail page, as ?tail=1)", _ms(sp["cold_open_in_process_ms"])],
         ]
         text += "\n\n" + table(["server, in process", "time"], prow)
     return text
@@ -1349,7 +1280,8 @@ def main(argv=None) -> int:
     root = a.corpus or (WORK / f"transcript-open-{os.getpid()}" / "claude")
     t0 = time.monotonic()
     from page_scale import OtherLoad, wait_quiet
-    res: dict = {"quick": q, "target_ms": TARGET_MS, "page_size": PAGE_SIZE, "quiet_ms": QUIET_MS,
+    res: dict = {"quick": q, "target_ms": TARGET_MS, "page_size": PAGE_SIZE, "tail_size": TAIL_SIZE,
+                 "quiet_ms": QUIET_MS,
                  "server_env": SERVER_ENV, "viewport": VIEWPORT,
                  "app": {"head": subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                                                 text=True).stdout.strip() or None,
@@ -1392,13 +1324,11 @@ def main(argv=None) -> int:
             log("== where the server's time goes (in-process, the working tree's Conversation) ...")
             res["server_profile"] = sp = server_profile(big["path"])
             log(f"    index {sp['index_build_ms']} ms (line scan {sp['index_line_scan_ms']}, message check "
-                f"{sp['index_message_check_ms']} ms decoding {sp['index_lines_decoded']} lines, "
-                f"{sp['index_bytes_decoded_mb']} MB; by first/last bytes: {sp['index_whatif']['build_ms']} ms, same "
-                f"index: {sp['index_whatif']['same_index']}); "
+                f"{sp['index_message_check_ms']} ms over {sp['index_lines_checked']} lines; every such line decoded, "
+                f"as before: {sp['index_before']['build_ms']} ms, same index: {sp['index_before']['same_index']}); "
                 f"tail page {sp['pages']['tail']['to_message_ms']} ms to_message "
                 f"(masking {sp['pages']['tail']['of_which_masking_ms']} ms), head page "
-                f"{sp['pages']['head']['to_message_ms']} ms; masking what-if {sp['masking_whatif']['now_ms']} -> "
-                f"{sp['masking_whatif']['whatif_ms']} ms (same output: {sp['masking_whatif']['same_output']})")
+                f"{sp['pages']['head']['to_message_ms']} ms; cold open {sp['cold_open_in_process_ms']} ms")
     finally:
         if not a.keep and a.corpus is None:
             shutil.rmtree(root.parent, ignore_errors=True)

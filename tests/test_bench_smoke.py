@@ -153,7 +153,7 @@ def test_transcript_open_quick_run_shows_the_tail(tmp_path):
     res = json.loads((BENCH / "results" / "transcript_open-quick.json").read_text())
     rest, page = res["rest"], res["page"]
     assert res["quick"] and rest["total"] > 100 and rest["cold_open"]["p50_ms"] > 0
-    # The tail was asked for, and it is what the page shows: the last page_size messages.
-    assert rest["cold"][0]["tail_first_index"] == rest["total"] - res["page_size"]
+    # The tail was asked for, and it is what the page shows: the last tail_size messages.
+    assert rest["cold"][0]["tail_first_index"] == rest["total"] - res["tail_size"]
     assert page["tail_shown"] and not page["page_errors"]
     assert page["cold"]["max_index"] == rest["total"] - 1 and 0 < page["cold"]["first_ms"] <= page["cold"]["tail_ms"]
