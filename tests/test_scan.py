@@ -322,3 +322,60 @@ def test_what_only_adds_to_sessions_is_read_last(history, shared_out):
     mains = [p for p in plan.paths if not catalog.scan_late(p)]
     mtimes = [os.stat(p).st_mtime for p in mains]
     assert mtimes == sorted(mtimes, reverse=True)  # newest first
+
+
+@pytest.fixture
+def mapped(monkeypatch):
+    """Scan processes map every transcript (not only those of a megabyte and more), in small windows,
+    so that windows, the bytes before the first boundary and lines across windows all occur."""
+    from helm_monitor.sources import jsonl
+    from helm_monitor.sources.claude import transcript
+    monkeypatch.setattr(jsonl, "MAP_MIN_BYTES", 0)
+    monkeypatch.setattr(transcript, "READ_CHUNK_BYTES", 3 * 4096)
+    yield
+    jsonl.map_reads(False)
+
+
+def test_mapped_reading_gives_what_reading_gives(history, mapped):
+    from helm_monitor.sources import jsonl
+    read = Catalog(str(history))
+    read.full_scan()
+    jsonl.map_reads(True)
+    mapped_ = Catalog(str(history))
+    mapped_.full_scan()
+    assert mapped_.export_state() == read.export_state()
+    assert mapped_.sessions() == read.sessions()
+    # Appended to (the read goes on from an offset between boundaries), each reads on alike.
+    claude = ClaudeDir(history)
+    path = max((history / "projects").rglob("*.jsonl"), key=lambda p: p.stat().st_size)
+    s = claude.session(session_id=path.stem, cwd="/home/dev/project-0")
+    s.path = path
+    s.turn("appended prompt " + "x" * 20_000, "appended reply")
+    for catalog in (read, mapped_):
+        catalog.apply(str(path))
+    assert mapped_.export_state() == read.export_state()
+    assert mapped_.sessions() == read.sessions()
+
+
+def test_a_transcript_truncated_under_a_scan_process_mapping_it_costs_a_read(history, shared_out, mapped,
+                                                                             monkeypatch):
+    """A mapped file cut shorter kills the process that looks past its new end (SIGBUS): the
+    pump reads what that process did not hand back, and lists what one process reading alone lists."""
+    from helm_monitor.sources.claude import transcript
+    victim = str(max((history / "projects").rglob("*.jsonl"), key=lambda p: p.stat().st_size))
+    real_windows = transcript.windows
+
+    def truncating(fd, offset, size, window_bytes):
+        for n, window in enumerate(real_windows(fd, offset, size, window_bytes)):
+            if n == 1 and os.readlink(f"/proc/self/fd/{fd}") == victim and os.path.getsize(victim) == size:
+                # Claude Code rewriting the file, after this window was mapped: all of it past the end now.
+                os.truncate(victim, 4096)
+            yield window
+
+    monkeypatch.setattr(transcript, "windows", truncating)
+    shared, monitor = scan_with(history, 2)
+    assert monitor.scan_stats["readHere"] > 0
+    assert monitor.scan_stats["delivered"] + monitor.scan_stats["readHere"] == monitor.scan_stats["files"]
+    assert os.path.getsize(victim) == 4096
+    alone, _ = scan_with(history, 1)
+    assert shared == alone

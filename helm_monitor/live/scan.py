@@ -43,6 +43,8 @@ from typing import Callable
 
 import orjson
 
+from helm_monitor.sources.jsonl import map_reads
+
 log = logging.getLogger(__name__)
 
 # Below this many bytes to parse, forking costs more than it saves.
@@ -198,6 +200,9 @@ class ParallelScan:
                 signal.signal(sig, signal.SIG_DFL)
         # Nothing of the worker's is held open here: a stream's socket closed there must close.
         _close_inherited({w} if work is None else {w, work})
+        # Files are mapped, not copied: a file truncated meanwhile may kill this process (SIGBUS),
+        # and what it did not hand back the pump reads (sources/jsonl.py map_reads).
+        map_reads(True)
         catalog = self.catalog
         out = bytearray()
         last_flush = time.monotonic()

@@ -34,6 +34,7 @@ from hashlib import blake2b
 
 from helm_monitor.sources.claude import records as R
 from helm_monitor.sources.claude.usage import Ledger, UsageCounter, bucket_at
+from helm_monitor.sources.jsonl import Window, mapping_wanted, windows
 from helm_monitor.sources.redact import redact, redact_head
 from helm_monitor.usage.facts import bucket_of, ms_of, tier_of
 
@@ -455,22 +456,30 @@ class TranscriptReader:
             if st.st_size > self.offset:
                 self.stats.file_ms = int(st.st_mtime * 1000)
                 self.stats.materialize()
-                os.lseek(fd, self.offset, os.SEEK_SET)
-                remaining = st.st_size - self.offset
-                while remaining > 0:
-                    chunk = os.read(fd, min(READ_CHUNK_BYTES, remaining))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-                    self.offset += len(chunk)
-                    self.bytes_read += len(chunk)
-                    self._consume(chunk)
-                    self.tail_check = (self.tail_check + chunk[-_TAIL_CHECK_BYTES:])[-_TAIL_CHECK_BYTES:]
+                if mapping_wanted(st.st_size - self.offset):
+                    for chunk in windows(fd, self.offset, st.st_size, READ_CHUNK_BYTES):
+                        self._take(chunk)
+                else:
+                    os.lseek(fd, self.offset, os.SEEK_SET)
+                    remaining = st.st_size - self.offset
+                    while remaining > 0:
+                        chunk = os.read(fd, min(READ_CHUNK_BYTES, remaining))
+                        if not chunk:
+                            break
+                        remaining -= len(chunk)
+                        self._take(chunk)
                 self.stats.finish()
                 changed = True
             return changed
         finally:
             os.close(fd)
+
+    def _take(self, chunk) -> None:
+        """The next bytes of the file (``bytes``, or a mapped :class:`Window`, let go afterwards)."""
+        self.offset += len(chunk)
+        self.bytes_read += len(chunk)
+        self._consume(chunk)
+        self.tail_check = (self.tail_check + chunk[-_TAIL_CHECK_BYTES:])[-_TAIL_CHECK_BYTES:]
 
     def _tail_matches(self, fd: int) -> bool:
         if not self.tail_check:
@@ -653,7 +662,7 @@ class TranscriptReader:
             # A needed record glued behind a skipped one is searched for, not parsed for.
             self._skipped_line(buf, start, end)
             return
-        line = memoryview(buf)[start:end] if (start or end != len(buf)) else buf
+        line = memoryview(buf)[start:end] if (start or end != len(buf) or type(buf) is Window) else buf
         rec = R.decode(line)
         if rec is not None:
             self._record(rec, buf, start, end, skippable)
@@ -691,7 +700,7 @@ class TranscriptReader:
 
     def _cost_state(self, buf, start: int, end: int, rec: dict | None = None) -> bool:
         """Read a cost-state record (``buf[start:end]``) into the ledger. False if it is no whole record."""
-        line = memoryview(buf)[start:end] if (start or end != len(buf)) else buf
+        line = memoryview(buf)[start:end] if (start or end != len(buf) or type(buf) is Window) else buf
         cs = R.decode_cost_state(line)
         if cs is None:
             rec = rec if rec is not None else _object(line)
