@@ -13,8 +13,8 @@ and taken over by the first worker (helm_monitor.live.scan).
 
 import os
 
-from helm_monitor.server.runtime import (close_streams_now, early_scan_pre_fork, start_early_scan, start_in_worker,
-                                         stop_in_worker)
+from helm_monitor.server.runtime import (close_streams_now, early_scan_pre_fork, read_entry_points_once,
+                                         start_early_scan, start_in_worker, stop_in_worker)
 
 _host = os.environ.get("HOST", "127.0.0.1")
 _port = os.environ.get("PORT", "5003")
@@ -50,6 +50,10 @@ def on_starting(server):
 
 def pre_fork(server, worker):
     early_scan_pre_fork()
+
+
+def post_fork(server, worker):
+    read_entry_points_once()
 
 
 def post_worker_init(worker):
