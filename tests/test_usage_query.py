@@ -226,7 +226,7 @@ idx = UsageIndex(cache_dir=sys.argv[1])
 taken = idx.load_prices()
 cost = pricing.session_cost(facts, "claude-code")
 saved = idx.save()
-print(json.dumps({"taken": taken, "cost": cost, "imported": "genai_prices" in sys.modules, "saved": saved,
+print(json.dumps({"taken": taken, "cost": cost, "imported": "genai_prices.data" in sys.modules, "saved": saved,
                   "unpriced": sorted(pricing.unpriced_models())}))
 """
 
@@ -258,6 +258,45 @@ def test_saved_unit_prices_price_a_restart_without_the_table(tmp_path):
     (tmp_path / "usage-prices.json").write_text(json.dumps(doc))
     other = _price_run(tmp_path)
     assert other["taken"] == 0 and other["imported"] and other["cost"] == first["cost"]
+
+
+_LEAN_RUN = r"""
+import json, sys
+from datetime import datetime, timezone
+from helm_monitor.usage import pricing
+at = int(datetime(2026, 11, 30, 10, tzinfo=timezone.utc).timestamp() * 1000)
+units = {tier: pricing.units("claude-sonnet-4-5", "claude-code", at, tier) for tier in (0, 200_000)}
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("genai_prices", "httpx", "httpx2"))
+import genai_prices  # anyone's import afterwards: the real package, with the modules already loaded
+from genai_prices import Usage, calc_price
+when = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
+direct = {}
+for tier in (0, 200_000):
+    p = tier + 1
+    price = lambda **u: float(calc_price(Usage(**u), "claude-sonnet-4-5", provider_id="anthropic",
+                                         genai_request_timestamp=when).total_price)
+    base = price(input_tokens=p)
+    direct[tier] = [base / p, (price(input_tokens=p, output_tokens=1000) - base) / 1000,
+                    price(input_tokens=p, cache_read_tokens=p) / p, price(input_tokens=p, cache_write_tokens=p) / p]
+print(json.dumps({"units": units, "direct": direct, "loaded": loaded,
+                  "same_types": sys.modules["genai_prices.types"] is genai_prices.types}))
+"""
+
+
+def test_the_price_table_is_loaded_without_what_fetches_prices():
+    """pricing loads genai-prices' table and arithmetic alone (not httpx, not the package's __init__), and
+    prices exactly as the package's own calc_price; importing the package afterwards still works."""
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _LEAN_RUN], capture_output=True, text=True, timeout=60, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "genai_prices.data" in got["loaded"] and "genai_prices" not in got["loaded"]
+    assert not [m for m in got["loaded"] if m.startswith(("httpx", "genai_prices.update_prices"))]
+    assert got["same_types"]
+    for tier in ("0", "200000"):
+        assert got["units"][tier][:4] == pytest.approx(got["direct"][tier], rel=1e-12)
+    assert got["units"]["200000"][0] > got["units"]["0"][0]  # the long-context tier is priced as such
 
 
 @pytest.mark.parametrize("spoil", [

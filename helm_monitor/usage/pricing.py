@@ -53,9 +53,50 @@ UNITS_FORMAT = 1
 def _get_snapshot():
     global _snapshot
     if _snapshot is None:
-        from genai_prices import data_snapshot
-        _snapshot = data_snapshot.get_snapshot()
+        _snapshot = _price_modules()[0].get_snapshot()
     return _snapshot
+
+
+# Submodules genai-prices' types import inside functions (0.2.x).
+_LAZY_SUBMODULES = ("genai_prices.units", "genai_prices.decompose", "genai_prices.validation")
+
+
+def _price_modules():
+    """genai-prices' ``data_snapshot`` and ``types``: the bundled table and the price arithmetic.
+
+    Importing the package runs its ``__init__``, which also imports what fetches newer prices
+    (httpx) and reads its version with importlib.metadata: 40-100 ms of CPU that this offline use
+    never needs, at a cold start where both cores are reading the history. So the two modules are
+    loaded under the package's name without running ``__init__``; a later ``import genai_prices``
+    (anyone's) runs it then and finds them loaded. Should that fail, the package is imported."""
+    import sys
+    loaded = sys.modules.get("genai_prices")
+    if loaded is None:
+        import importlib
+        import importlib.util
+        import types as pytypes
+        spec = importlib.util.find_spec("genai_prices")
+        if spec is not None and spec.submodule_search_locations:
+            stand_in = pytypes.ModuleType("genai_prices")
+            stand_in.__path__ = list(spec.submodule_search_locations)
+            sys.modules["genai_prices"] = stand_in
+            try:
+                from genai_prices import data_snapshot, types
+                # What they import lazily (the table itself, and what pricing a request reaches),
+                # while the stand-in is there to be their package.
+                importlib.import_module("genai_prices.data")
+                for name in _LAZY_SUBMODULES:
+                    importlib.import_module(name)
+                return data_snapshot, types
+            except Exception:
+                log.debug("loading genai-prices' table alone failed; importing the package", exc_info=True)
+                for name in [n for n in sys.modules if n == "genai_prices" or n.startswith("genai_prices.")]:
+                    del sys.modules[name]
+            finally:
+                if sys.modules.get("genai_prices") is stand_in:
+                    del sys.modules["genai_prices"]  # the real package, if anyone imports it, runs __init__
+    from genai_prices import data_snapshot, types
+    return data_snapshot, types
 
 
 def warm() -> None:
@@ -93,8 +134,7 @@ def _model_info(name: str, provider: str | None):
 
 
 def _probe(mp, **usage) -> float:
-    from genai_prices import Usage
-    return float(mp.calc_price(Usage(**usage))["total_price"])
+    return float(mp.calc_price(_price_modules()[1].Usage(**usage))["total_price"])
 
 
 def _compute_units(mp, tier: int):
@@ -274,7 +314,7 @@ def unpriced_models() -> dict[str, str]:
 
 def check_table() -> list[int]:
     """Tier starts of the installed price table that :data:`TIER_STARTS` lacks (should be none)."""
-    from genai_prices import types
+    types = _price_modules()[1]
     missing = set()
     for provider in _get_snapshot().providers:
         for model in provider.models:
