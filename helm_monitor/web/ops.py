@@ -1,4 +1,7 @@
-"""GET /healthz and GET /metrics (Prometheus text format)."""
+"""GET /healthz and GET /metrics (Prometheus text format).
+
+prometheus_client is imported by the first ``/metrics``, not at every worker's start
+(where the first scan wants both cores)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ import time
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from helm_monitor.live.store import STATUSES
 from helm_monitor.web.state import service_of
@@ -53,6 +53,8 @@ def healthz():
 @bp.get("/metrics")
 def metrics():
     """Prometheus metrics."""
+    from prometheus_client import generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
     registry = current_app.extensions["helm_metrics"].registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
@@ -65,6 +67,7 @@ class _LiveCollector:
         self.metrics = metrics
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         svc = service_of(self.app)
         b = svc.broadcaster
         yield GaugeMetricFamily("helm_stream_clients", "Connected event-stream clients", value=svc.clients)
@@ -108,6 +111,7 @@ class _LiveCollector:
 
 def _usage_metrics(svc):
     """Tokens and dollars by model, all time, of every session listed (SPEC 10)."""
+    from prometheus_client.core import CounterMetricFamily
     index = getattr(svc, "usage", None)
     if index is None:
         return
@@ -135,12 +139,24 @@ def _usage_metrics(svc):
 
 class Metrics:
     def __init__(self, app: Flask):
-        self.registry = CollectorRegistry(auto_describe=False)
+        self._app = app
+        self._registry = None
+        self._registry_lock = threading.Lock()
         # Counted for every message to every client (a thousand per event): a plain counter, not a
         # prometheus_client one and its lock. The streams run in the gevent worker's one thread,
         # where nothing switches inside an increment.
         self.events_sent: collections.Counter[str] = collections.Counter()
-        self.registry.register(_LiveCollector(app, self))
+
+    @property
+    def registry(self):
+        """The Prometheus registry, made (and prometheus_client imported) when first asked for."""
+        with self._registry_lock:
+            if self._registry is None:
+                from prometheus_client import CollectorRegistry
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(_LiveCollector(self._app, self))
+                self._registry = registry
+            return self._registry
 
     def sent(self, event_type: str) -> None:
         self.events_sent[event_type] += 1
