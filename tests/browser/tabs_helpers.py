@@ -146,15 +146,32 @@ def now_ms() -> float:
 FAKE_RELAY = """
 (() => {
   const channels = [];
+  // The holder the test plays (the newest term it spoke for): alive, as a real one is, it answers
+  // a follower's ping with a beat where it stands, so a slow test run never looks like a dead holder.
+  let holder = null;
+  const send = (data) => {
+    for (const ch of channels) ch.dispatchEvent(new MessageEvent('message', {data: structuredClone(data)}));
+  };
   window.__helmRelay = {
     posted: [],
     deliver(data) {
-      for (const ch of channels) ch.dispatchEvent(new MessageEvent('message', {data: structuredClone(data)}));
+      if (data && typeof data.term === 'number' && data.id && (!holder || data.term >= holder.term)) {
+        if (!holder || data.term > holder.term || data.id !== holder.id) holder = {term: data.term, id: data.id, seq: 0};
+        if (typeof data.seq === 'number') holder.seq = Math.max(holder.seq, data.seq);
+        if ('state' in data) holder.state = data.state;
+      }
+      send(data);
     },
   };
   class FakeChannel extends EventTarget {
     constructor(name) { super(); this.name = name; channels.push(this); }
-    postMessage(data) { window.__helmRelay.posted.push(structuredClone(data)); }
+    postMessage(data) {
+      window.__helmRelay.posted.push(structuredClone(data));
+      if (data && data.kind === 'ping' && holder) {
+        setTimeout(() => send({kind: 'beat', term: holder.term, id: holder.id, seq: holder.seq,
+                               ...(holder.state ? {state: holder.state} : {})}), 0);
+      }
+    }
     close() {}
   }
   window.BroadcastChannel = FakeChannel;
