@@ -10,6 +10,8 @@ loaded before an upgrade) is still answered, but not cached.
 from __future__ import annotations
 
 import hashlib
+import posixpath
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +37,36 @@ def asset_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+# A static import of an ES module by relative URL: ``import ... from './x.js'``, ``export ... from``,
+# ``import './x.js'`` (never ``import('./x.js')``: what a page loads when it needs it is not preloaded).
+_IMPORT = re.compile(r"""(?:\bfrom|^[ \t]*import)[ \t]*['"](\.{1,2}/[^'"\s]+\.js)['"]""", re.M)
+
+
+@lru_cache(maxsize=8)
+def module_imports(entry: str) -> tuple[str, ...]:
+    """Every module that ``entry`` (a path under static/) imports, directly or through others,
+    breadth first: the page names them all as ``modulepreload`` so that the browser asks for them
+    at once, not one import level after another (read once per process, as the digest is)."""
+    from helm_monitor.web.app import static_dir
+
+    root = Path(static_dir())
+    seen, order, todo = {entry}, [], [entry]
+    while todo:
+        current = todo.pop(0)
+        try:
+            text = (root / current).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for rel in _IMPORT.findall(text):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(current), rel))
+            if target.startswith("../") or target in seen:
+                continue
+            seen.add(target)
+            order.append(target)
+            todo.append(target)
+    return tuple(order)
+
+
 @bp.get("/")
 def index():
     """The live dashboard page."""
@@ -42,7 +74,7 @@ def index():
     # not on the team's web tier): the page never asks a server that would answer 501.
     search = getattr(current_app.extensions["helm"], "search_index", None) is not None
     return render_template("index.html", version=__version__, assets=f"assets/{asset_digest()}",
-                           search="on" if search else "off")
+                           search="on" if search else "off", preload=module_imports("app.js"))
 
 
 @bp.get("/assets/<digest>/<path:filename>")

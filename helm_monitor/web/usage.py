@@ -8,7 +8,7 @@ from helm_monitor import __version__
 from helm_monitor.usage.query import QueryError
 from helm_monitor.web.api import READY_WAIT_S, json_response
 from helm_monitor.web.errors import json_error
-from helm_monitor.web.page import asset_digest
+from helm_monitor.web.page import asset_digest, module_imports
 from helm_monitor.web.state import service_of
 
 bp = Blueprint("usage", __name__)
@@ -20,7 +20,8 @@ _MAX_ARG = 64
 @bp.get("/usage")
 def usage_page():
     """The usage view: spend and tokens over time, by model, project, agent and host."""
-    return render_template("usage.html", version=__version__, assets=f"assets/{asset_digest()}")
+    return render_template("usage.html", version=__version__, assets=f"assets/{asset_digest()}",
+                           preload=module_imports("usage/usage.js"))
 
 
 @bp.get("/api/usage")

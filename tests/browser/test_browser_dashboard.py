@@ -178,3 +178,25 @@ def test_notifications_are_opt_in(new_page, server, claude, live_pids):
     # The choice is remembered.
     page.reload()
     expect(page.get_by_role("button", name="Notify")).to_have_attribute("aria-pressed", "true")
+
+
+@pytest.mark.parametrize("path", ["/", "/usage"])
+def test_every_module_a_page_loads_is_asked_for_at_once(page, server, path):
+    """Each page names every module of its import graph as modulepreload (web/page.py module_imports):
+    the browser fetches them together instead of one import level after another, and no module
+    it loads is missing from the list (an import form the list does not see would be)."""
+    page.goto(server.url + path)
+    page.wait_for_load_state("load")
+    expect(page.locator("[data-connection-status]")).to_have_text("Live")
+    assets = page.evaluate("""() => {
+        const ok = (u) => new URL(u).pathname.includes('/assets/');
+        const loaded = performance.getEntriesByType('resource').filter(e => ok(e.name) && e.name.endsWith('.js'))
+            .map(e => new URL(e.name).pathname);
+        const preloaded = [...document.querySelectorAll('link[rel=modulepreload]')].map(l => new URL(l.href).pathname);
+        const entry = [...document.querySelectorAll('script[type=module]')].map(s => new URL(s.src).pathname);
+        const classic = [...document.querySelectorAll('script:not([type=module])')].map(s => new URL(s.src).pathname);
+        return {loaded, preloaded, entry, classic};
+    }""")
+    modules = [p for p in assets["loaded"] if p not in assets["entry"] and p not in assets["classic"]]
+    assert len(modules) >= 15
+    assert sorted(set(modules)) == sorted(set(assets["preloaded"]))

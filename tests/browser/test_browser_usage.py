@@ -443,22 +443,3 @@ def test_with_a_token_the_view_and_its_api_need_it(new_page, claude, server_fact
     expect(page.locator("main")).to_have_attribute("data-usage-state", "ready")
     expect(page.locator("[data-connection-status]")).to_have_text("Live")
     assert int(page.locator('[data-total="messages"]').get_attribute("data-value")) == 10
-
-
-def test_the_page_preloads_exactly_the_modules_it_imports():
-    """templates/usage.html names every module usage/usage.js imports (modulepreload: fetched at
-    once, not one import level at a time), and none it does not."""
-    root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    static = root / "static"
-    seen, todo = set(), ["usage/usage.js"]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        base = urllib.parse.urljoin("/", name)
-        for spec in re.findall(r"""from\s+['"](\.{1,2}/[\w/-]+\.js)['"]""", (static / name).read_text()):
-            todo.append(urllib.parse.urljoin(base, spec).lstrip("/"))
-    template = (root / "templates" / "usage.html").read_text()
-    listed = set(re.findall(r'"((?:usage/)?[\w-]+\.js)"', template.split("modulepreload")[0].rsplit("{%- for", 1)[-1]))
-    assert listed == seen - {"usage/usage.js"}
