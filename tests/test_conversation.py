@@ -18,12 +18,18 @@ def texts(page):
     return [m["blocks"][0]["text"] for m in page["messages"]]
 
 
-def test_tail_rewritten_and_grown_back_is_reindexed(claude):
-    s = claude.session("/w/conv")
-    for i in range(10):
+def prompted(claude, cwd: str, n: int):
+    """A session of ``n`` prompts ("prompt 0"...) and its conversation, indexed once."""
+    s = claude.session(cwd)
+    for i in range(n):
         s.prompt(f"prompt {i}")
     conv = Conversation(str(s.path))
-    assert conv.page(0, 100)["total"] == 10
+    assert conv.page(0, 100)["total"] == n
+    return s, conv
+
+
+def test_tail_rewritten_and_grown_back_is_reindexed(claude):
+    s, conv = prompted(claude, "/w/conv", 10)
     lines = s.path.read_bytes().splitlines(keepends=True)
     with open(s.path, "r+b") as f:  # Claude Code removed the last messages in place...
         f.truncate(sum(len(x) for x in lines[:7]))
@@ -139,11 +145,7 @@ def test_a_torn_record_that_starts_like_a_message_is_left_out_and_its_neighbours
 
 
 def test_a_line_rewritten_in_place_to_the_same_size_is_reindexed(claude):
-    s = claude.session("/w/inplace")
-    for i in range(5):
-        s.prompt(f"prompt {i}")
-    conv = Conversation(str(s.path))
-    assert conv.page(0, 10)["total"] == 5
+    s, conv = prompted(claude, "/w/inplace", 5)
     data = s.path.read_bytes()
     lines = data.splitlines(keepends=True)
     # The first two records swap places: same size, same last bytes, other offsets.

@@ -59,6 +59,7 @@ def _get_snapshot():
 
 # Submodules genai-prices' types import inside functions (0.2.x).
 _LAZY_SUBMODULES = ("genai_prices.units", "genai_prices.decompose", "genai_prices.validation")
+_modules = None  # (data_snapshot, types), once loaded
 
 
 def _price_modules():
@@ -69,9 +70,15 @@ def _price_modules():
     never needs, at a cold start where both cores are reading the history. So the two modules are
     loaded under the package's name without running ``__init__``; a later ``import genai_prices``
     (anyone's) runs it then and finds them loaded. Should that fail, the package is imported."""
+    global _modules
+    if _modules is None:
+        _modules = _load_price_modules()
+    return _modules
+
+
+def _load_price_modules():
     import sys
-    loaded = sys.modules.get("genai_prices")
-    if loaded is None:
+    if sys.modules.get("genai_prices") is None:
         import importlib
         import importlib.util
         import types as pytypes

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 
 from flask import Blueprint, Response, request
 
 from helm_monitor.live.broadcaster import ShuttingDown, TooManyClients
+from helm_monitor.web.connection import Connection
 from helm_monitor.web.errors import json_error
 from helm_monitor.web.stream import FULL_RETRY_AFTER_S, Feed, last_event_id, wait_streamable
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("ws", __name__)
 
@@ -45,7 +43,6 @@ def sessions_ws():
     if isinstance(key, Response):
         return key
     # The framing (wsproto) is imported by the first WebSocket, not at every worker's start.
-    from helm_monitor.web.connection import Connection
     from helm_monitor.web.ws_socket import WebSocket
     ws = WebSocket(sock, Connection(request.environ))
     try:
