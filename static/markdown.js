@@ -10,18 +10,74 @@
      no referrer;
   5. highlight.js only inside fenced code, and only when the block comes near the viewport.
 
-The three libraries are vendored classic scripts (static/vendor/, deferred before the modules).
-Should one be missing the text is shown as text: nothing here ever inserts unsanitised HTML.
+The three libraries are vendored classic scripts (static/vendor/), loaded on first use, not with
+the page: the dashboard itself never needs them, and compiling them was a sixth of its load.
+``loadMarkdown()`` (markdown-it and DOMPurify) is awaited by the session view before it renders;
+highlight.js follows when the first fenced code comes near the viewport. Should one be missing
+(or not loaded yet) the text is shown as text: nothing here ever inserts unsanitised HTML.
 */
 
 import { h } from './dom.js';
 
-const md = typeof window.markdownit === 'function'
-  ? window.markdownit({ html: false, linkify: false, typographer: false, breaks: true })
-  : null;
-const purify = window.DOMPurify && typeof window.DOMPurify.sanitize === 'function' ? window.DOMPurify : null;
-const hljs = window.hljs && typeof window.hljs.highlightElement === 'function' ? window.hljs : null;
-if (hljs) hljs.configure({ ignoreUnescapedHTML: true });
+const VENDOR = {
+  markdownit: new URL('./vendor/markdown-it/markdown-it.umd.min.js', import.meta.url).href,
+  DOMPurify: new URL('./vendor/dompurify/purify.min.js', import.meta.url).href,
+  hljs: new URL('./vendor/highlight/highlight.min.js', import.meta.url).href,
+};
+
+let md = null;
+let purify = null;
+let hljs = null;
+const loading = new Map(); // global name -> promise of it (null if it failed to load)
+
+/** The classic script that sets ``window[name]``, added once (script-src 'self' allows it). What
+is read is what the script set once it ran, never anything found there before. */
+function vendored(name) {
+  let got = loading.get(name);
+  if (!got) {
+    got = new Promise((resolve) => {
+      const el = document.createElement('script');
+      el.src = VENDOR[name];
+      el.addEventListener('load', () => resolve(window[name] || null));
+      el.addEventListener('error', () => resolve(null));
+      document.head.append(el);
+    });
+    loading.set(name, got);
+  }
+  return got;
+}
+
+let ready = null;
+
+/** markdown-it and DOMPurify, set up once; resolves when both are loaded (or failed: text then). */
+export function loadMarkdown() {
+  if (!ready) {
+    ready = Promise.all([vendored('markdownit'), vendored('DOMPurify')]).then(([markdownit, dompurify]) => {
+      if (typeof markdownit === 'function') md = setUpMarkdown(markdownit);
+      if (dompurify && typeof dompurify.sanitize === 'function') purify = setUpPurify(dompurify);
+    });
+  }
+  return ready;
+}
+
+let highlighting = 'no'; // highlight.js: 'no' (not asked for), 'loading', 'done' (loaded, or failed)
+const toHighlight = new Set(); // code that came near the viewport before it
+
+function loadHighlight() {
+  if (highlighting === 'no') {
+    highlighting = 'loading';
+    vendored('hljs').then((lib) => {
+      highlighting = 'done';
+      if (lib && typeof lib.highlightElement === 'function') {
+        hljs = lib;
+        hljs.configure({ ignoreUnescapedHTML: true });
+      }
+      const waiting = [...toHighlight];
+      toHighlight.clear();
+      if (hljs) for (const code of waiting) if (code.isConnected) highlight(code);
+    });
+  }
+}
 
 // Past this size a block renders as text first and as Markdown once it comes near the viewport.
 const EAGER_CHARS = 4000;
@@ -29,9 +85,8 @@ const EAGER_CHARS = 4000;
 // minified line gains nothing from colours).
 const HIGHLIGHT_MAX = 20000;
 
-export const available = Boolean(md && purify);
-
-if (md) {
+function setUpMarkdown(markdownit) {
+  const md = markdownit({ html: false, linkify: false, typographer: false, breaks: true });
   md.renderer.rules.image = (tokens, idx) => {
     const token = tokens[idx];
     const alt = token.children ? token.children.map((t) => t.content).join('') : token.content;
@@ -47,6 +102,7 @@ if (md) {
       if (m) token.attrJoin('class', `align-${m[1]}`);
     }
   });
+  return md;
 }
 
 const PURIFY = {
@@ -58,7 +114,7 @@ const PURIFY = {
   RETURN_DOM_FRAGMENT: true,
 };
 
-if (purify) {
+function setUpPurify(purify) {
   purify.addHook('afterSanitizeAttributes', (node) => {
     if (node.nodeName === 'A') {
       if (node.hasAttribute('href')) {
@@ -73,6 +129,7 @@ if (purify) {
       else node.removeAttribute('class');
     }
   });
+  return purify;
 }
 
 /** The Markdown of ``text`` (already masked) as a sanitised fragment. */
@@ -116,16 +173,23 @@ function upgrade(el) {
 }
 
 function highlight(code) {
-  if (!hljs || code.dataset.highlighted || code.textContent.length > HIGHLIGHT_MAX) return;
+  if (code.dataset.highlighted || code.textContent.length > HIGHLIGHT_MAX) return;
   const lang = /(?:^|\s)language-([\w+#.-]+)/.exec(code.className);
-  if (lang && !hljs.getLanguage(lang[1])) return; // an unknown language: left plain, not guessed
   if (!lang) return; // untagged fences stay plain: guessing is slow and often wrong
+  if (!hljs) {
+    if (highlighting !== 'done') { // coloured once it comes (a failed load leaves it plain)
+      toHighlight.add(code);
+      loadHighlight();
+    }
+    return;
+  }
+  if (!hljs.getLanguage(lang[1])) return; // an unknown language: left plain, not guessed
   hljs.highlightElement(code);
 }
 
 /** ``text`` (already masked) as Markdown in a block element of class ``cls``. */
 export function markdownBlock(text, cls) {
-  if (!available) return h('div', { class: `${cls} md-plain` }, text);
+  if (!md || !purify) return h('div', { class: `${cls} md-plain` }, text);
   const content = h('div', { class: 'md-content' });
   if (text.length > EAGER_CHARS) {
     content.classList.add('md-plain');

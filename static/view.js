@@ -18,6 +18,7 @@ import { isOffline, manyHosts } from './hosts.js';
 import { HttpError, fetchJSON } from './http.js';
 import { focusRow, markSelected as markRow } from './list.js';
 import { maskSecrets } from './mask.js';
+import { loadMarkdown } from './markdown.js';
 import { renderBatch, signature, undoFrom } from './messages.js';
 import { API, CLAUDE_API } from './settings.js';
 import { claudeKeyOf, sessions } from './store.js';
@@ -230,7 +231,12 @@ function conversationUrl(id, offset, limit) {
   return `${API}/${encodeURIComponent(id)}?offset=${offset}&limit=${limit}`;
 }
 
+// The Markdown libraries are loaded when the page is idle after it first shows the list (so that
+// a session opened later renders at once), or by the first session opened, whichever comes first.
+const IDLE_LOAD_TIMEOUT_MS = 3000;
+
 async function loadTail(generation) {
+  const libraries = loadMarkdown(); // meanwhile
   try {
     if (!isKey(view.id)) {
       const found = await fetchJSON(`${CLAUDE_API}/${encodeURIComponent(view.id)}?offset=0&limit=1`);
@@ -257,6 +263,8 @@ async function loadTail(generation) {
     if (page.session) {
       upsertQuiet(page.session);
     }
+    await libraries;
+    if (generation !== view.generation) return;
     const messages = Array.isArray(page.messages) ? page.messages : [];
     view.start = messages.length ? messages[0].index : (Number(page.total) || 0);
     view.end = page.nextOffset === null || page.nextOffset === undefined
@@ -447,8 +455,22 @@ export function initView({ navigate }) {
   }, { passive: true });
 }
 
+let librariesAsked = false;
+
+/** After the list first shows (the store's first change), once the page is idle. */
+function loadLibrariesWhenIdle() {
+  if (librariesAsked) return;
+  librariesAsked = true;
+  if ('requestIdleCallback' in window) {
+    window.requestIdleCallback(() => loadMarkdown(), { timeout: IDLE_LOAD_TIMEOUT_MS });
+  } else {
+    setTimeout(loadMarkdown, IDLE_LOAD_TIMEOUT_MS);
+  }
+}
+
 /** A store change: follow the open session, note its removal, resolve an old bookmark. */
 export function update(change) {
+  loadLibrariesWhenIdle();
   if (!view.id) return;
   for (const { key } of change.removed) if (key === view.id) sessionRemoved();
   for (const { key, session, previous } of change.changed) if (key === view.id) sessionChanged(session, previous);

@@ -100,6 +100,35 @@ def test_markdown_renders_with_highlighted_code_and_no_inline_style(page, server
     assert found["styled"] == [] and found["handlers"] == [] and found["tags"] == [], found
 
 
+
+def test_the_markdown_libraries_load_on_first_use_and_once(page, server, claude):
+    """The dashboard's load fetches none of them; markdown-it and DOMPurify come when the page is
+    idle or the first session opens, highlight.js with the first fenced code; each once."""
+    plain = claude.session("/home/u/plain")
+    plain.prompt("no code here")
+    plain.reply("just **words**")
+    coded = claude.session("/home/u/coded")
+    coded.prompt("show code")
+    coded.write(coded.assistant_records(MARKDOWN, message_id="msg_coded"))
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url.rsplit("/", 1)[1]) if "/vendor/" in r.url and r.url.endswith(".js") else None)
+    page.goto(dashboard_url(server))
+    expect(row(page, plain.id)).to_be_visible()
+    assert "highlight.min.js" not in asked, asked  # the list itself needs none of them
+    row(page, plain.id).locator("a").click()
+    messages = page.locator("#messages")
+    expect(messages.locator(".msg-reply .md-content strong")).to_have_text("words")  # rendered, not text
+    page.wait_for_timeout(300)
+    assert "highlight.min.js" not in asked, asked  # no fenced code yet
+    row(page, coded.id).locator("a").click()
+    code = messages.locator(".msg-reply pre > code.language-python")
+    expect(code).to_have_class(re.compile(r"\bhljs\b"))
+    expect(code.locator(".hljs-keyword").first).to_have_text("def")
+    row(page, plain.id).locator("a").click()
+    expect(messages.locator(".msg-reply .md-content strong")).to_have_text("words")
+    assert sorted(asked) == ["highlight.min.js", "markdown-it.umd.min.js", "purify.min.js"], asked
+
+
 HOSTILE = [
     "<script>window.__pwned='script'</script>",
     "<img src=x onerror=\"window.__pwned='img'\">",
