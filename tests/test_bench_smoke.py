@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", ["cold_start", "live_latency", "fanout", "incremental", "idle", "soak"])
+@pytest.mark.parametrize("name", ["cold_start", "live_latency", "fanout", "incremental", "idle", "soak", "page_load"])
 def test_benchmark_quick_run(name, tmp_path):
     env = {**os.environ, "HELM_BENCH_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick"], capture_output=True, text=True,
