@@ -60,6 +60,21 @@ export function loadMarkdown() {
   return ready;
 }
 
+// How long an idle moment is waited for, at most, before the libraries are loaded anyway.
+const IDLE_LOAD_TIMEOUT_MS = 3000;
+let idleAsked = false;
+
+/** :func:`loadMarkdown` once the page is idle (asked again: nothing more). */
+export function loadMarkdownWhenIdle() {
+  if (idleAsked) return;
+  idleAsked = true;
+  if ('requestIdleCallback' in window) {
+    window.requestIdleCallback(() => loadMarkdown(), { timeout: IDLE_LOAD_TIMEOUT_MS });
+  } else {
+    setTimeout(loadMarkdown, IDLE_LOAD_TIMEOUT_MS);
+  }
+}
+
 let highlighting = 'no'; // highlight.js: 'no' (not asked for), 'loading', 'done' (loaded, or failed)
 const toHighlight = new Set(); // code that came near the viewport before it
 

@@ -18,7 +18,7 @@ import { isOffline, manyHosts } from './hosts.js';
 import { HttpError, fetchJSON } from './http.js';
 import { focusRow, markSelected as markRow } from './list.js';
 import { maskSecrets } from './mask.js';
-import { loadMarkdown } from './markdown.js';
+import { loadMarkdown, loadMarkdownWhenIdle } from './markdown.js';
 import { renderBatch, signature, undoFrom } from './messages.js';
 import { API, CLAUDE_API } from './settings.js';
 import { claudeKeyOf, sessions } from './store.js';
@@ -230,10 +230,6 @@ export function closeSession({ push } = {}) {
 function conversationUrl(id, offset, limit) {
   return `${API}/${encodeURIComponent(id)}?offset=${offset}&limit=${limit}`;
 }
-
-// The Markdown libraries are loaded when the page is idle after it first shows the list (so that
-// a session opened later renders at once), or by the first session opened, whichever comes first.
-const IDLE_LOAD_TIMEOUT_MS = 3000;
 
 async function loadTail(generation) {
   const libraries = loadMarkdown(); // meanwhile
@@ -455,22 +451,9 @@ export function initView({ navigate }) {
   }, { passive: true });
 }
 
-let librariesAsked = false;
-
-/** After the list first shows (the store's first change), once the page is idle. */
-function loadLibrariesWhenIdle() {
-  if (librariesAsked) return;
-  librariesAsked = true;
-  if ('requestIdleCallback' in window) {
-    window.requestIdleCallback(() => loadMarkdown(), { timeout: IDLE_LOAD_TIMEOUT_MS });
-  } else {
-    setTimeout(loadMarkdown, IDLE_LOAD_TIMEOUT_MS);
-  }
-}
-
 /** A store change: follow the open session, note its removal, resolve an old bookmark. */
 export function update(change) {
-  loadLibrariesWhenIdle();
+  loadMarkdownWhenIdle(); // the list has shown (the store's first change): a later session renders at once
   if (!view.id) return;
   for (const { key } of change.removed) if (key === view.id) sessionRemoved();
   for (const { key, session, previous } of change.changed) if (key === view.id) sessionChanged(session, previous);
