@@ -266,7 +266,7 @@ from datetime import datetime, timezone
 from helm_monitor.usage import pricing
 at = int(datetime(2026, 11, 30, 10, tzinfo=timezone.utc).timestamp() * 1000)
 units = {tier: pricing.units("claude-sonnet-4-5", "claude-code", at, tier) for tier in (0, 200_000)}
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("genai_prices", "httpx", "httpx2"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("genai_prices", "httpx", "httpx2", "pydantic"))
 import genai_prices  # anyone's import afterwards: the real package, with the modules already loaded
 from genai_prices import Usage, calc_price
 when = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
@@ -284,19 +284,94 @@ print(json.dumps({"units": units, "direct": direct, "loaded": loaded,
 
 
 def test_the_price_table_is_loaded_without_what_fetches_prices():
-    """pricing loads genai-prices' table and arithmetic alone (not httpx, not the package's __init__), and
-    prices exactly as the package's own calc_price; importing the package afterwards still works."""
+    """pricing loads genai-prices' table and arithmetic alone (not httpx, not pydantic, not the package's
+    __init__), and prices exactly as the package's own calc_price; importing the package afterwards works."""
     import json
     import subprocess
     import sys
     out = subprocess.run([sys.executable, "-c", _LEAN_RUN], capture_output=True, text=True, timeout=60, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert "genai_prices.data" in got["loaded"] and "genai_prices" not in got["loaded"]
-    assert not [m for m in got["loaded"] if m.startswith(("httpx", "genai_prices.update_prices"))]
+    assert not [m for m in got["loaded"] if m.startswith(("httpx", "pydantic", "genai_prices.update_prices"))]
     assert got["same_types"]
     for tier in ("0", "200000"):
         assert got["units"][tier][:4] == pytest.approx(got["direct"][tier], rel=1e-12)
     assert got["units"]["200000"][0] > got["units"]["0"][0]  # the long-context tier is priced as such
+
+
+# Unit prices of every model of the three providers the agents' models name, on days either side of
+# price changes, in every tier: by helm-monitor's lean loading (_EVERY_LEAN) and by the package
+# imported as it is, pydantic and all (_EVERY_DIRECT), each in its own process.
+_EVERY_MODEL = r"""
+import json, sys
+from datetime import datetime, timezone
+DAYS = [datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2026, 11, 30, tzinfo=timezone.utc)]
+SOURCES = {"anthropic": "claude-code", "openai": "codex", "google": "gemini"}
+"""
+_EVERY_LEAN = _EVERY_MODEL + r"""
+from helm_monitor.usage import pricing
+from helm_monitor.usage.facts import TIER_STARTS
+snap = pricing._get_snapshot()
+out = {}
+for provider in snap.providers:
+    if provider.id in SOURCES:
+        for model in provider.models:
+            for day in DAYS:
+                for tier in (0, *TIER_STARTS):
+                    got = pricing.units(model.id, SOURCES[provider.id], int(day.timestamp() * 1000), tier)
+                    out[f"{provider.id}|{model.id}|{day.date()}|{tier}"] = got and list(got)
+print(json.dumps({"units": out, "pydantic": "pydantic" in sys.modules}))
+"""
+_EVERY_DIRECT = _EVERY_MODEL + r"""
+import genai_prices
+from genai_prices import Usage, calc_price
+from helm_monitor.usage.facts import TIER_STARTS
+out = {}
+for provider in genai_prices.data_snapshot.get_snapshot().providers:
+    if provider.id in SOURCES:
+        for model in provider.models:
+            for day in DAYS:
+                for tier in (0, *TIER_STARTS):
+                    p = tier + 1
+                    def price(**u):
+                        return float(calc_price(Usage(**u), model.id, provider_id=provider.id,
+                                                genai_request_timestamp=day).total_price)
+                    try:
+                        base = price(input_tokens=p)
+                        got = [base / p, (price(input_tokens=p, output_tokens=10**6) - base) / 10**6,
+                               price(input_tokens=p, cache_read_tokens=p) / p,
+                               price(input_tokens=p, cache_write_tokens=p) / p,
+                               price(input_tokens=p, cache_write_tokens=p, cache_write_1h_tokens=p) / p]
+                    except LookupError:
+                        got = None
+                    out[f"{provider.id}|{model.id}|{day.date()}|{tier}"] = got
+print(json.dumps({"units": out, "pydantic": "pydantic" in sys.modules}))
+"""
+
+
+def test_every_model_is_priced_as_the_package_imported_as_it_is_prices_it():
+    """The lean loading changes nothing about prices: for every Anthropic, OpenAI and Google model of
+    the installed table, on two days and in every tier, the unit prices equal those of the package
+    imported with pydantic in another process."""
+    import json
+    import subprocess
+    import sys
+
+    def run(code):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    lean, direct = run(_EVERY_LEAN), run(_EVERY_DIRECT)
+    assert not lean["pydantic"] and direct["pydantic"]  # each was loaded the way it says
+    assert lean["units"].keys() == direct["units"].keys() and len(lean["units"]) > 100
+    priced = 0
+    for key, want in direct["units"].items():
+        got = lean["units"][key]
+        if want is None:
+            assert got is None, key
+        else:
+            assert got == pytest.approx(want, rel=1e-12), key
+            priced += 1
+    assert priced > 100
 
 
 @pytest.mark.parametrize("spoil", [

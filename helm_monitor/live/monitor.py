@@ -411,7 +411,7 @@ class Monitor:
     def _initial_scan(self) -> None:
         self.scanning = True
         # The unit prices of the last run price a known history without the price table (whose
-        # import would hold every stream for 0.1-0.3 s); without them the table is loaded now,
+        # load would hold every stream for 30-50 ms); without them the table is loaded now,
         # before sessions are read, not at the first session's cost while streams wait on it.
         if self.usage is not None and not self._offload(self.usage.load_prices):
             self._offload(pricing.warm)

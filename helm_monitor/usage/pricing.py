@@ -8,8 +8,8 @@ genai-prices' ``calc_price`` takes about 0.2 ms a call, too slow for every messa
 history. Prices are linear within a tier, so a row (the sum of many requests of one model,
 one long-context class, one speed) costs its tokens times unit prices; the unit prices of each
 (model, price period, tier, speed) come from a handful of ``calc_price`` calls, made once.
-The package is imported on first use (it costs 0.1-0.3 s) and never fetches anything: prices
-change when a newer release of it is installed. The unit prices worked out are saved in the
+The table is loaded on first use, without pydantic or what fetches prices (30-50 ms of CPU,
+:mod:`.price_table`), and never fetches anything: prices change when a newer release is installed. The unit prices worked out are saved in the
 cache directory for that release (:func:`export_units`), so a restart does not import it.
 """
 
@@ -21,6 +21,7 @@ import re
 import threading
 from datetime import datetime, timezone
 
+from helm_monitor.usage import price_table
 from helm_monitor.usage.facts import BUCKET_MS, TIER_STARTS, UsageFacts
 
 log = logging.getLogger(__name__)
@@ -57,57 +58,20 @@ def _get_snapshot():
     return _snapshot
 
 
-# Submodules genai-prices' types import inside functions (0.2.x).
-_LAZY_SUBMODULES = ("genai_prices.units", "genai_prices.decompose", "genai_prices.validation")
 _modules = None  # (data_snapshot, types), once loaded
 
 
 def _price_modules():
-    """genai-prices' ``data_snapshot`` and ``types``: the bundled table and the price arithmetic.
-
-    Importing the package runs its ``__init__``, which also imports what fetches newer prices
-    (httpx) and reads its version with importlib.metadata: 40-100 ms of CPU that this offline use
-    never needs, at a cold start where both cores are reading the history. So the two modules are
-    loaded under the package's name without running ``__init__``; a later ``import genai_prices``
-    (anyone's) runs it then and finds them loaded. Should that fail, the package is imported."""
+    """genai-prices' ``data_snapshot`` and ``types`` (the bundled table and the price arithmetic),
+    loaded once, without the package's ``__init__`` or pydantic (:mod:`.price_table`)."""
     global _modules
     if _modules is None:
-        _modules = _load_price_modules()
+        _modules = price_table.load()
     return _modules
 
 
-def _load_price_modules():
-    import sys
-    if sys.modules.get("genai_prices") is None:
-        import importlib
-        import importlib.util
-        import types as pytypes
-        spec = importlib.util.find_spec("genai_prices")
-        if spec is not None and spec.submodule_search_locations:
-            stand_in = pytypes.ModuleType("genai_prices")
-            stand_in.__path__ = list(spec.submodule_search_locations)
-            sys.modules["genai_prices"] = stand_in
-            try:
-                from genai_prices import data_snapshot, types
-                # What they import lazily (the table itself, and what pricing a request reaches),
-                # while the stand-in is there to be their package.
-                importlib.import_module("genai_prices.data")
-                for name in _LAZY_SUBMODULES:
-                    importlib.import_module(name)
-                return data_snapshot, types
-            except Exception:
-                log.debug("loading genai-prices' table alone failed; importing the package", exc_info=True)
-                for name in [n for n in sys.modules if n == "genai_prices" or n.startswith("genai_prices.")]:
-                    del sys.modules[name]
-            finally:
-                if sys.modules.get("genai_prices") is stand_in:
-                    del sys.modules["genai_prices"]  # the real package, if anyone imports it, runs __init__
-    from genai_prices import data_snapshot, types
-    return data_snapshot, types
-
-
 def warm() -> None:
-    """Import the price table now (0.3-0.4 s holding the interpreter), before sessions are read:
+    """Load the price table now (30-50 ms holding the interpreter), before sessions are read:
     not at the first session's cost, while streams wait on it."""
     try:
         _get_snapshot()
