@@ -324,6 +324,36 @@ def test_what_only_adds_to_sessions_is_read_last(history, shared_out):
     assert mtimes == sorted(mtimes, reverse=True)  # newest first
 
 
+def test_the_list_is_published_once_every_session_is_in_not_a_step_later(history, shared_out, monkeypatch):
+    """A step returns as soon as the last file that makes a session is taken in: the list is whole
+    then, and goes out while the scan processes still read what only adds to sessions."""
+    catalog = Catalog(history)
+    read = catalog.apply
+
+    def slow_late(path):  # in the scan processes: subagent transcripts take seconds
+        if catalog.scan_late(path):
+            time.sleep(3)
+        return read(path)
+    monkeypatch.setattr(catalog, "apply", slow_late)
+    plan = scan.ParallelScan.plan(SourceSet([catalog], "h"), scan.listing(catalog), 2, lambda path: {path})
+    mains = {p for p in plan.paths if not catalog.scan_late(p)}
+    assert plan.first_late == len(mains) < len(plan.paths)
+    plan.start()
+    try:
+        taken: set[str] = set()
+        started = time.monotonic()
+        while not plan.sessions_done:
+            taken |= plan.step(budget_s=30)
+            assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 2.5  # not held for the subagents' 3 s
+        assert taken == mains and not plan.done
+        while not plan.done:
+            taken |= plan.step(budget_s=30)
+        assert taken == set(plan.paths) and plan.stats()["readHere"] == 0
+    finally:
+        plan.close()
+
+
 @pytest.fixture
 def mapped(monkeypatch):
     """Scan processes map every transcript (not only those of a megabyte and more), in small windows,

@@ -77,9 +77,13 @@ class ParallelScan:
     """The heavy part of one first scan, read by child processes. Used from one thread."""
 
     def __init__(self, catalog, paths: list[str], shards: list[list[int]], total_bytes: int,
-                 apply: Callable[[str], set[str]]):
+                 apply: Callable[[str], set[str]], first_late: int | None = None):
         self.catalog = catalog
         self.paths = paths  # the heavy paths, newest first (what only adds to sessions last)
+        # paths[first_late:] only add to sessions (Source.scan_late): once every path before it
+        # is applied, every session is, and a step returns at once to have them published.
+        self.first_late = len(paths) if first_late is None else first_late
+        self._sessions_left = self.first_late
         self.total_bytes = total_bytes
         self._apply = apply  # the pump's: applies a path here, logging a reader's bug
         self._shards = shards
@@ -119,7 +123,8 @@ class ParallelScan:
             least = loads.index(min(loads))
             shards[least].append(i)
             loads[least] += cost
-        return cls(catalog, [h[3] for h in heavy], shards, total, apply)
+        first_late = next((i for i, h in enumerate(heavy) if h[0]), len(heavy))
+        return cls(catalog, [h[3] for h in heavy], shards, total, apply, first_late)
 
     @property
     def heavy(self) -> set[str]:
@@ -206,7 +211,14 @@ class ParallelScan:
         catalog = self.catalog
         out = bytearray()
         last_flush = time.monotonic()
+        late = self.first_late
         for i in shard if shard is not None else _taken(work):
+            if i >= late:  # what makes sessions goes out before what only adds to them is read
+                late = len(self.paths)
+                if out:
+                    _write_all(w, out)
+                    out.clear()
+                    last_flush = time.monotonic()
             path = self.paths[i]
             state = None
             try:
@@ -232,11 +244,19 @@ class ParallelScan:
         """Every heavy path was applied here (handed back, or read here after all)."""
         return not self._children and not self._pending
 
+    @property
+    def sessions_done(self) -> bool:
+        """Every path that makes sessions was applied here (what is left only adds to them)."""
+        return self._sessions_left == 0
+
     def step(self, budget_s: float = STEP_S) -> set[str]:
-        """Take in what the children sent, for about ``budget_s``; returns the keys that changed."""
+        """Take in what the children sent, for about ``budget_s``, or until the last path that
+        makes sessions is in (then the list is whole: published now, not a step later); returns
+        the keys that changed."""
         changed: set[str] = set()
         deadline = time.monotonic() + budget_s
-        while self._children:
+        listing = self._sessions_left > 0
+        while self._children and not (listing and self._sessions_left == 0):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -285,6 +305,8 @@ class ParallelScan:
         if i not in self._pending:
             return set()
         self._pending.discard(i)
+        if i < self.first_late:
+            self._sessions_left -= 1
         source = self.catalog.owner(path)
         if state is not None and source is not None:
             try:
@@ -329,6 +351,7 @@ class ParallelScan:
             for i in sorted(self._pending):
                 changed |= self._apply(self.paths[i])
             self._pending.clear()
+        self._sessions_left = 0
         return changed
 
     def close(self) -> None:
