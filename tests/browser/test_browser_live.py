@@ -140,7 +140,9 @@ def test_works_behind_the_access_token(page, claude, server_factory):
 
 
 def test_a_refused_api_is_explained(page, console, claude, server_factory):
-    console.allow(r"401|net::ERR_|Failed to load resource|EventSource")
+    # Signed out, everything answers 401: so does a vendored script the page loads when idle
+    # (the Markdown libraries), which the browser then refuses to run.
+    console.allow(r"401|net::ERR_|Failed to load resource|EventSource|Refused to execute script")
     token = "browser-test-token-0123456789"
     srv = server_factory(claude.root, args=["--token", token])
     page.goto(dashboard_url(srv, token=token, backoff=50, poll=200))
