@@ -303,9 +303,10 @@ def test_a_frozen_holder_is_replaced_and_follows_when_it_thaws(new_page, console
     expect(row(holder, session.id)).to_be_visible(timeout=2000)
     expect(holder.locator("[data-connection-status]")).to_have_text("Live", timeout=2000)
     expect_stream_clients(server, 1)
+    frames_flowing(pages)  # a thawed tab may paint once a second for a while (frames_flowing)
     session.turn("after the thaw", "ok")
     for page in pages:
-        expect(field(page, session.id, "messageCount")).to_have_text("4", timeout=1000)
+        expect(field(page, session.id, "messageCount")).to_have_text("4", timeout=2000)
     assert the_holder(pages) is new_holder
 
 
