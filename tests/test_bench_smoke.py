@@ -108,6 +108,19 @@ def test_team_quick_run_converges_and_resumes_without_loss(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_wire_floor_quick_run_delivers_every_block(tmp_path):
+    """bench/wire_floor.py --quick: every block sent to every client arrives, and is timed."""
+    proc = subprocess.run([sys.executable, str(BENCH / "wire_floor.py"), "--quick"], capture_output=True, text=True,
+                          timeout=50, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((BENCH / "results" / "wire_floor-quick.json").read_text())
+    assert res["quick"] and res["expected_blocks"] == 100 * 40, res
+    assert res["delivered_blocks"] == res["expected_blocks"], res
+    assert 0 < res["latency_ms"]["p50"] <= res["latency_ms"]["p99"] <= res["latency_ms"]["max"], res
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_usage_quick_run_measures_queries_and_both_cold_starts(tmp_path):
     """bench/usage.py --quick: /api/usage a year by day (three groupings) over a history that has usage,
