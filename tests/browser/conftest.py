@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,14 @@ class Console:
         self.problems: list[str] = []
         self.allowed: list[re.Pattern] = []
         self.pages: list = []
+        # Requests that failed (not problems in themselves: a stream cut on purpose fails too),
+        # told beside the problems, since "Failed to load resource" names no address.
+        self.failed_requests: list[str] = []
 
     def watch(self, page) -> None:
         self.pages.append(page)
+        page.on("requestfailed", lambda req: self.failed_requests.append(
+            f"{time.strftime('%H:%M:%S')} {req.method} {req.url}: {req.failure}"))
         page.on("console", lambda msg: msg.type in ("error", "warning") and
                 self.problems.append(f"console {msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: self.problems.append(f"uncaught exception: {exc}"))
@@ -113,7 +119,8 @@ def new_page(browser, console, server_factory):
     problems = console.unexpected()
     for context in contexts:
         context.close()
-    assert not problems, "the page reported problems:\n" + "\n".join(problems)
+    assert not problems, ("the page reported problems:\n" + "\n".join(problems)
+                          + "".join(f"\n  request failed: {r}" for r in console.failed_requests[-20:]))
 
 
 @pytest.fixture
