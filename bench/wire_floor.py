@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     starts = [min(s["starts"][k] for s in sends if k < len(s["starts"])) for k in range(max(len(s["starts"]) for s in sends))]
     lat = sorted((t - starts[k]) * 1000 for r in recvs for k, t in r["arrivals"] if k < len(starts))
     wall = max(s["wall_s"] for s in sends)
-    expected = a.clients * len(starts)
+    expected = sum(n * len(s["starts"]) for n, s in zip(shares, sends))  # each sender's clients, its batches
     res = {
         "quick": a.quick, "settings": vars(a),
         "offered_mb_s": round(a.clients * a.kb * 1024 * a.rate / 1e6, 1),
