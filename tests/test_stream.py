@@ -400,6 +400,58 @@ def test_stop_and_reload_with_a_stream_open_finish_within_two_seconds(claude, se
         assert "Worker graceful timeout" not in server.log()
 
 
+def _get(sock, port: int) -> bytes:
+    """One keep-alive request on ``sock``: the whole response (its body by Content-Length)."""
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    sock.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_connection_is_kept_longer_than_a_browser_keeps_an_unused_one(claude, server):
+    """Chromium keeps a preconnected socket unused for up to 10 s; a server that closes it sooner
+    races the request the browser sends down it (``net::ERR_SOCKET_NOT_CONNECTED`` in the
+    browser tests, with a 1 s keep-alive). A silent connection and a used one are both kept."""
+    import socket
+    fresh = socket.create_connection(("127.0.0.1", server.port))
+    used = socket.create_connection(("127.0.0.1", server.port))
+    assert _get(used, server.port).startswith(b"HTTP/1.1 200")
+    time.sleep(11)
+    for sock in (fresh, used):
+        assert _get(sock, server.port).startswith(b"HTTP/1.1 200")
+        sock.close()
+
+
+def test_a_stop_closes_idle_keep_alive_connections_at_once(claude, server):
+    """The long keep-alive never holds a stop: idle connections are closed as streams are."""
+    import socket
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    used = socket.create_connection(("127.0.0.1", server.port))
+    assert _get(used, server.port).startswith(b"HTTP/1.1 200")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    server.signal(signal.SIGTERM)
+    for sock in (silent, used):
+        sock.settimeout(5)
+        while sock.recv(65536):  # the rest of the answer, then the end
+            pass
+        assert time.monotonic() - t0 < 1.0
+        sock.close()
+    server.proc.wait(5)
+    assert server.proc.returncode == 0
+    assert "Worker graceful timeout" not in server.log()
+
+
 def reconnect(server):
     client = SSEClient(server.url)
     try:

@@ -19,7 +19,8 @@ from helm_monitor.server.runtime import (close_streams_now, early_scan_pre_fork,
 _host = os.environ.get("HOST", "127.0.0.1")
 _port = os.environ.get("PORT", "5003")
 bind = [f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"]
-worker_class = "gevent"
+# gunicorn's gevent worker, whose keep-alive waits end when it stops (server/worker.py).
+worker_class = "helm_monitor.server.worker.HelmGeventWorker"
 workers = 1
 # Streams plus ordinary requests: room above the client cap.
 worker_connections = int(os.environ.get("HELM_MAX_CLIENTS", "1000")) + 200
@@ -29,9 +30,11 @@ preload_app = False
 graceful_timeout = 5
 # The worker heartbeat (not a request timeout: streams are long-lived by design).
 timeout = 30
-# Idle keep-alive connections hold a worker that is stopping until this runs
-# out (streams are closed at once, and their connections with them).
-keepalive = 1
+# How long a connection may wait for its next request (its first one too). Longer
+# than a browser keeps a socket it has not used yet (Chromium: 10 s), so that the
+# server never closes one the browser is about to send down; a stopping worker ends
+# these waits at once (server/worker.py), as it closes streams.
+keepalive = 15
 # gunicorn 27 opens a control socket under ~/.gunicorn/ by default; under
 # systemd hardening the home is hidden or read-only. Not needed here.
 control_socket_disable = True

@@ -130,6 +130,10 @@ def start_in_worker(worker) -> None:
         closed = svc.close_streams()
         if closed:
             log.info("closed %d open stream(s) for shutdown", closed)
+        # Idle keep-alive connections would hold the stop until their wait runs out.
+        close_idle = getattr(worker, "close_idle", None)
+        if close_idle is not None:
+            close_idle()
 
     threading.Thread(target=close_streams_when_stopping, name="helm-stop-watcher", daemon=True).start()
 
