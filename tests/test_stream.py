@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -422,7 +423,6 @@ def test_a_connection_is_kept_longer_than_a_browser_keeps_an_unused_one(claude, 
     """Chromium keeps a preconnected socket unused for up to 10 s; a server that closes it sooner
     races the request the browser sends down it (``net::ERR_SOCKET_NOT_CONNECTED`` in the
     browser tests, with a 1 s keep-alive). A silent connection and a used one are both kept."""
-    import socket
     fresh = socket.create_connection(("127.0.0.1", server.port))
     used = socket.create_connection(("127.0.0.1", server.port))
     assert _get(used, server.port).startswith(b"HTTP/1.1 200")
@@ -434,7 +434,6 @@ def test_a_connection_is_kept_longer_than_a_browser_keeps_an_unused_one(claude, 
 
 def test_a_stop_closes_idle_keep_alive_connections_at_once(claude, server):
     """The long keep-alive never holds a stop: idle connections are closed as streams are."""
-    import socket
     silent = socket.create_connection(("127.0.0.1", server.port))
     used = socket.create_connection(("127.0.0.1", server.port))
     assert _get(used, server.port).startswith(b"HTTP/1.1 200")
@@ -443,7 +442,7 @@ def test_a_stop_closes_idle_keep_alive_connections_at_once(claude, server):
     server.signal(signal.SIGTERM)
     for sock in (silent, used):
         sock.settimeout(5)
-        while sock.recv(65536):  # the rest of the answer, then the end
+        while sock.recv(65536):  # until the server closes it
             pass
         assert time.monotonic() - t0 < 1.0
         sock.close()
