@@ -15,6 +15,11 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)  # team mode: each test starts its own
 command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs ccusage, the usage cross-check's oracle
+# the optional C part of the transcript reader (helm_monitor/sources/claude/_lines.c), which the
+# tests require built (tests/test_lines_native.py): a compiler and the interpreter's headers
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+PYTHON=${PYTHON:-python3}
+[ -f "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -23,7 +28,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,team]'

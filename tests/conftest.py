@@ -13,6 +13,18 @@ from tests.support.sse import SSEClient
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(params=["c", "python"])
+def triage(request, monkeypatch):
+    """A reader test run twice: with the C triage of lines (helm_monitor/sources/claude/_lines.c)
+    and with the reader's own Python doing the same (as where the C part is not built)."""
+    from helm_monitor.sources.claude import transcript
+    if request.param == "python":
+        monkeypatch.setattr(transcript, "_triage", None)
+    elif transcript._triage is None:
+        pytest.fail("the C triage of lines is not built (pip install -e . needs a C compiler)")
+    return request.param
+
+
 @pytest.fixture
 def claude(tmp_path) -> ClaudeDir:
     """An empty Claude data directory with projects/ and sessions/."""

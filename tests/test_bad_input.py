@@ -26,6 +26,9 @@ from helm_monitor.sources.claude.catalog import VANISHED_GRACE_S, Catalog, iso_f
 from helm_monitor.sources.claude.transcript import TranscriptReader
 from tests.support.claude import proc_start
 
+# every reader test with the C triage of lines and without it (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("triage")
+
 CWD = "/home/alice/code/webapp"
 ROUNDS = 4
 

@@ -16,6 +16,9 @@ import pytest
 
 from helm_monitor.sources.claude.transcript import TranscriptReader
 
+# every reader test with the C triage of lines and without it (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("triage")
+
 
 def line(rec: dict) -> bytes:
     return json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"

@@ -23,6 +23,9 @@ from helm_monitor.usage import pricing
 from helm_monitor.usage.facts import BUCKET_MS, UsageFacts, bucket_of, ms_of, tier_of
 from tests.support.claude import append
 
+# every reader test with the C triage of lines and without it (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("triage")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 OPUS = "claude-opus-5-5"
 SONNET = "claude-sonnet-4-5-20250929"

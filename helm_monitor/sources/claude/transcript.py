@@ -87,6 +87,17 @@ MAX_RECOVERY_TRIES = 4096
 MAX_GLUED = 32
 _TORN = "a record was cut off mid-write and more records follow it on the same line; the cut part was skipped"
 
+# The per-line triage of a chunk in C (``_lines.c``, built where a compiler is): the tests of
+# _skippable and _wanted_start, byte for byte, over every line at once. Without it (not built, or
+# HELM_PURE_PYTHON=1) the reader makes them in Python; the results are the same.
+try:
+    from helm_monitor.sources.claude import _lines
+except ImportError:  # pragma: no cover (a build without a compiler)
+    _lines = None
+_triage = None if _lines is None or os.environ.get("HELM_PURE_PYTHON") == "1" else _lines.lines
+_SKIP = _lines.SKIP if _lines is not None else 1
+_RECORD = _lines.RECORD if _lines is not None else 2
+
 
 def _conversation_start(buf, pos: int, end: int) -> int:
     """Where the first conversation record starts in ``buf[pos:end]``, or -1."""
@@ -533,15 +544,37 @@ class TranscriptReader:
             else:
                 self._line(line, 0, len(line))
             start = nl + 1
-        find = chunk.find
         line_fn = self._line
-        while True:
-            nl = find(b"\n", start)
-            if nl < 0:
-                break
-            if nl > start:
-                line_fn(chunk, start, nl)
-            start = nl + 1
+        if _triage is not None:
+            flat, start = _triage(chunk, start)
+            stats = self.stats
+            undated = self._undated
+            decode = R.decode
+            view = memoryview(chunk)
+            it = iter(flat)
+            for kind, s, e in zip(it, it, it):
+                if kind == _SKIP:  # what _skipped_line finds of a line with nothing glued behind it
+                    if stats.first_ts is None:
+                        self._date_one(chunk, s, e, None)
+                    else:
+                        undated.append((chunk, s, e, None))
+                elif kind == _RECORD:
+                    rec = decode(view[s:e])
+                    if rec is not None:
+                        self._record(rec, chunk, s, e, False)
+                    else:  # not of the usual shape: read leniently, or found bad
+                        line_fn(chunk, s, e, 0, False)
+                else:
+                    line_fn(chunk, s, e)
+        else:
+            find = chunk.find
+            while True:
+                nl = find(b"\n", start)
+                if nl < 0:
+                    break
+                if nl > start:
+                    line_fn(chunk, start, nl)
+                start = nl + 1
         if start < len(chunk):
             self._hold(chunk[start:] if start else chunk)
 
@@ -652,9 +685,11 @@ class TranscriptReader:
         if found < 0 or not self._split_glued(buf, start, end, 0, found):
             self._note_skipped(buf, start, end, tail_mark)
 
-    def _line(self, buf: bytes, start: int, end: int, glued: int = 0) -> None:
-        """One physical line; ``glued`` > 0: the part of a line in front of a record glued to it."""
-        skippable = self._skippable(buf, start, end)
+    def _line(self, buf: bytes, start: int, end: int, glued: int = 0, skippable: bool | None = None) -> None:
+        """One physical line; ``glued`` > 0: the part of a line in front of a record glued to it.
+        ``skippable``: what :meth:`_skippable` says of it, if already known."""
+        if skippable is None:
+            skippable = self._skippable(buf, start, end)
         if skippable and not glued:
             if buf.startswith(_COST_STATE, start) and (self._cost_state(buf, start, end)
                                                        or self._split_glued(buf, start, end, 0)):
